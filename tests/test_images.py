@@ -1,0 +1,99 @@
+"""Every kind of picture decodes to upright RGB; anything else raises a readable ImageError."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lookalike.images import MAX_IMAGE_PIXELS, ImageError, open_image, thumbnail
+
+
+def encoded(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def test_transparent_png_is_composited_on_white():
+    rgba = Image.new("RGBA", (8, 8), (255, 0, 0, 0))
+    rgba.putpixel((0, 0), (255, 0, 0, 255))
+    image = open_image(encoded(rgba, "PNG"))
+    assert image.mode == "RGB"
+    assert image.getpixel((5, 5)) == (255, 255, 255)
+    assert image.getpixel((0, 0)) == (255, 0, 0)
+
+
+@pytest.mark.parametrize("mode", ["L", "P", "CMYK", "LA", "1"])
+def test_modes_become_rgb(mode):
+    source = Image.new("RGB", (10, 6), (40, 120, 200)).convert(mode)
+    fmt = "JPEG" if mode == "CMYK" else "PNG"
+    image = open_image(encoded(source, fmt))
+    assert image.mode == "RGB" and image.size == (10, 6)
+
+
+def test_sixteen_bit_png_keeps_its_contrast():
+    ramp = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000).astype(np.uint16)
+    image = open_image(encoded(Image.fromarray(ramp), "PNG"))
+    pixels = np.asarray(image)
+    assert image.mode == "RGB" and pixels.min() == 0 and pixels.max() == 255
+
+
+def test_exif_orientation_is_applied():
+    wide = Image.new("RGB", (40, 20), "blue")
+    exif = wide.getexif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    image = open_image(encoded(wide, "JPEG", exif=exif))
+    assert image.size == (20, 40)
+
+
+def test_animated_gif_gives_its_first_frame():
+    frames = [Image.new("RGB", (8, 8), color) for color in ("red", "blue")]
+    data = io.BytesIO()
+    frames[0].save(data, format="GIF", save_all=True, append_images=frames[1:])
+    image = open_image(data.getvalue())
+    assert image.getpixel((4, 4))[0] > 200
+
+
+def test_arrays_and_paths_are_accepted(tmp_path):
+    array = np.zeros((5, 7, 3), dtype=np.uint8)
+    assert open_image(array).size == (7, 5)
+    path = tmp_path / "a.png"
+    Image.fromarray(array).save(path)
+    assert open_image(path).size == (7, 5)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "empty"),
+        (b"%PDF-1.4 this is not a picture", "not an image"),
+    ],
+)
+def test_unreadable_bytes_raise_a_readable_error(data, message):
+    with pytest.raises(ImageError, match=message):
+        open_image(data)
+
+
+def test_truncated_jpeg_raises_a_readable_error():
+    data = encoded(Image.effect_noise((64, 64), 50).convert("RGB"), "JPEG")
+    with pytest.raises(ImageError, match="damaged or incomplete"):
+        open_image(data[: len(data) // 2])
+
+
+def test_decompression_bomb_is_refused_before_decoding():
+    side = int(MAX_IMAGE_PIXELS**0.5) + 100
+    data = encoded(Image.new("1", (side, side)), "PNG")  # tiny file, huge picture
+    with pytest.raises(ImageError, match="pixels"):
+        open_image(data)
+
+
+def test_missing_file_names_the_path(tmp_path):
+    with pytest.raises(ImageError, match="No image file"):
+        open_image(tmp_path / "nope.jpg")
+
+
+def test_thumbnail_bounds_the_size():
+    assert max(thumbnail(Image.new("RGB", (1000, 500)), 100).size) == 100
