@@ -1,0 +1,27 @@
+"""Embed pictures with a backbone: preprocessing, forward pass, L2 normalisation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .backbones import Backbone
+
+
+def l2_normalize(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def embed_images(backbone: Backbone, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
+    """Unit-norm float32 embeddings, one row per RGB picture."""
+    if not images:
+        return np.zeros((0, backbone.embedding_dim), dtype=np.float32)
+    chunks = []
+    for start in range(0, len(images), batch_size):
+        pixel_values = backbone.preprocessing(list(images[start : start + batch_size]))
+        chunks.append(backbone.features(pixel_values).to(torch.float32).numpy())
+    return l2_normalize(np.concatenate(chunks))
