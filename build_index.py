@@ -1,0 +1,74 @@
+"""Embed a catalog of product images and write the embeddings dataset the app serves.
+
+    python build_index.py [SOURCE] --model efficientnet-lite0 --output embeddings/efficientnet-lite0
+
+SOURCE is an image folder (one sub-folder per category), a Hub dataset id, or omitted for the
+bundled catalog.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from lookalike.backbones import DEFAULT_BACKBONE, available_backbones
+from lookalike.build import BuildConfig, build_index
+from lookalike.catalog import CatalogSource
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("source", nargs="?", help="image folder or Hub dataset id (default: bundled catalog)")
+    parser.add_argument(
+        "--model",
+        default=DEFAULT_BACKBONE,
+        help=f"backbone: {', '.join(available_backbones())}, a Hub id or a saved model folder",
+    )
+    parser.add_argument("--output", type=Path, help="output folder (default: embeddings/<model>)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--image-column", default="image", help="image column of a Hub dataset")
+    parser.add_argument("--label-column", default="label", help="category column of a Hub dataset")
+    parser.add_argument("--id-column", help="id column of a Hub dataset (default: row number)")
+    parser.add_argument("--hub-split", default="train", help="which split of a Hub dataset to read")
+    parser.add_argument("--test-fraction", type=float, default=0.2, help="share of each category kept for test")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the train/test split")
+    parser.add_argument("--push-to-hub", metavar="REPO_ID", help="also publish the embeddings as a Hub dataset")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    output = args.output or Path("embeddings") / Path(args.model).name
+    config = BuildConfig(
+        source=CatalogSource(args.source, args.image_column, args.label_column, args.id_column, args.hub_split),
+        model=args.model,
+        output=output,
+        batch_size=args.batch_size,
+        test_fraction=args.test_fraction,
+        split_seed=args.seed,
+    )
+    try:
+        report = build_index(config)
+    except (ValueError, OSError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"Indexed {report.n_indexed} images into {report.output}", end="")
+    print(f" ({report.n_resumed} resumed from an interrupted run)" if report.n_resumed else "")
+    if report.skipped:
+        print(f"Skipped {len(report.skipped)} unreadable images:")
+        for skipped in report.skipped:
+            print(f"  {skipped.id}: {skipped.reason}")
+    if args.push_to_hub:
+        from lookalike.embedding_store import push_index_to_hub
+
+        try:
+            print(f"Published to {push_index_to_hub(report.output, args.push_to_hub)}")
+        except ConnectionError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

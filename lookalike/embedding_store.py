@@ -1,0 +1,192 @@
+"""Embeddings as a `datasets` dataset on disk: metadata, atomic writes, loading, Hub publishing."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from .preprocessing import Preprocessing
+
+METADATA_FILE = "lookalike.json"
+PARQUET_FILE = "embeddings.parquet"
+
+
+class MissingIndexError(FileNotFoundError):
+    """No complete embeddings dataset where one was expected."""
+
+
+class IndexMismatchError(ValueError):
+    """Embeddings and a backbone that do not belong together."""
+
+
+@dataclass(frozen=True)
+class IndexMetadata:
+    """What produced a set of embeddings; a query must be embedded the same way."""
+
+    model_id: str
+    embedding_dim: int
+    preprocessing: Preprocessing
+    weights_fingerprint: str
+    source: str
+    split_seed: int
+    test_fraction: float
+    n_items: int
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+    def to_json(self) -> str:
+        values = asdict(self)
+        values["preprocessing"] = self.preprocessing.to_dict()
+        return json.dumps(values, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> IndexMetadata:
+        values = json.loads(text)
+        values["preprocessing"] = Preprocessing.from_dict(values["preprocessing"])
+        return cls(**values)
+
+    def check_matches(self, model_id: str, embedding_dim: int, preprocessing: Preprocessing, fingerprint: str) -> None:
+        """Raise IndexMismatchError unless a backbone embeds exactly as these embeddings were."""
+        differences = [
+            f"{what}: embeddings have {ours!r}, backbone has {theirs!r}"
+            for what, ours, theirs in [
+                ("model", self.model_id, model_id),
+                ("embedding size", self.embedding_dim, embedding_dim),
+                ("preprocessing", self.preprocessing, preprocessing),
+                ("weights", self.weights_fingerprint, fingerprint),
+            ]
+            if ours != theirs
+        ]
+        if differences:
+            raise IndexMismatchError(
+                "These embeddings were not made by this backbone ("
+                + "; ".join(differences)
+                + f"). Rebuild them: python build_index.py --model {model_id} --output DIR"
+            )
+
+
+@dataclass
+class EmbeddingIndex:
+    """A loaded embeddings dataset: rows (id, label, split, image), the matrix, and metadata."""
+
+    path: Path
+    dataset: object  # datasets.Dataset; typed loosely to keep `datasets` out of import time
+    embeddings: np.ndarray
+    metadata: IndexMetadata
+
+    @property
+    def ids(self) -> list[str]:
+        return self.dataset["id"]
+
+    @property
+    def labels(self) -> list[str]:
+        return self.dataset["label"]
+
+    @property
+    def splits(self) -> list[str]:
+        return self.dataset["split"]
+
+    def __len__(self) -> int:
+        return len(self.embeddings)
+
+
+def save_index(dataset, metadata: IndexMetadata, output_dir: str | Path) -> Path:
+    """Write dataset + metadata to a temporary sibling folder, then swap it into place.
+
+    A reader (or a crash) only ever sees the old complete folder or the new complete one.
+    """
+    output_dir = Path(output_dir)
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = output_dir.with_name(f".{output_dir.name}.writing")
+    shutil.rmtree(staging, ignore_errors=True)
+    dataset.save_to_disk(str(staging))
+    # The same rows as one parquet file, for tools that read parquet (pandas, DuckDB, the Hub viewer).
+    dataset.to_parquet(str(staging / PARQUET_FILE))
+    (staging / METADATA_FILE).write_text(metadata.to_json())
+    _swap_into_place(staging, output_dir)
+    return output_dir
+
+
+def _swap_into_place(staging: Path, target: Path) -> None:
+    if not target.exists():
+        os.rename(staging, target)
+        return
+    if _exchange(staging, target):
+        shutil.rmtree(staging)
+        return
+    retired = target.with_name(f".{target.name}.old")
+    shutil.rmtree(retired, ignore_errors=True)
+    os.rename(target, retired)
+    os.rename(staging, target)
+    shutil.rmtree(retired)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths with Linux renameat2(RENAME_EXCHANGE); False where unsupported."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        rename_exchange, at_fdcwd = 2, -100
+        return libc.renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def load_index(path: str | Path) -> EmbeddingIndex:
+    """Load an embeddings folder written by `build_index.py`."""
+    import datasets
+
+    path = Path(path)
+    retired = path.with_name(f".{path.name}.old")
+    if not path.exists() and retired.exists():
+        os.rename(retired, path)  # a swap was interrupted between its two renames
+    metadata_file = path / METADATA_FILE
+    if not metadata_file.is_file():
+        raise MissingIndexError(
+            f"No embeddings at {path}. Build them first: "
+            f"python build_index.py --model efficientnet-lite0 --output {path}"
+        )
+    metadata = IndexMetadata.from_json(metadata_file.read_text())
+    dataset = datasets.load_from_disk(str(path))
+    embeddings = np.asarray(dataset.with_format("numpy")["embedding"], dtype=np.float32)
+    return EmbeddingIndex(path=path, dataset=dataset, embeddings=embeddings, metadata=metadata)
+
+
+def find_indexes(root: str | Path) -> list[Path]:
+    """Every embeddings folder directly below `root`, sorted by name."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if (p / METADATA_FILE).is_file() and not p.name.startswith("."))
+
+
+def push_index_to_hub(path: str | Path, repo_id: str, private: bool = False) -> str:
+    """Publish embeddings as a Hub dataset (parquet) plus the metadata file.
+
+    The token comes from the environment (HF_TOKEN) or `huggingface-cli login`, never from code.
+    """
+    from huggingface_hub import HfApi
+
+    index = load_index(path)
+    try:
+        index.dataset.push_to_hub(repo_id, private=private)
+        HfApi().upload_file(
+            path_or_fileobj=str(Path(path) / METADATA_FILE),
+            path_in_repo=METADATA_FILE,
+            repo_id=repo_id,
+            repo_type="dataset",
+        )
+    except Exception as error:  # network, auth and Hub errors all mean the same to the user
+        raise ConnectionError(
+            f"Could not push to the Hub dataset {repo_id!r}: {error}. "
+            f"The local embeddings at {path} are intact; retry with network access and a token "
+            "(HF_TOKEN or huggingface-cli login)."
+        ) from error
+    return f"https://huggingface.co/datasets/{repo_id}"

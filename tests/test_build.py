@@ -1,0 +1,103 @@
+"""build_index writes a complete embeddings dataset, skips what it cannot read, and resumes."""
+
+from __future__ import annotations
+
+import shutil
+
+import datasets
+import numpy as np
+import pytest
+
+import build_index
+from lookalike import build as build_module
+from lookalike.build import BuildConfig
+from lookalike.build import build_index as build
+from lookalike.catalog import CatalogSource
+from lookalike.embedding_store import METADATA_FILE, MissingIndexError, load_index, push_index_to_hub
+
+
+@pytest.fixture
+def catalog_with_broken_files(small_catalog_dir, tmp_path):
+    root = tmp_path / "catalog"
+    shutil.copytree(small_catalog_dir, root)
+    (root / "fruit" / "not-a-photo.jpg").write_bytes(b"<html>404</html>")
+    (root / "flower" / "empty.png").write_bytes(b"")
+    return root
+
+
+def test_output_is_a_datasets_dataset_with_metadata(small_index_dir):
+    dataset = datasets.load_from_disk(str(small_index_dir))
+    assert set(dataset.column_names) == {"id", "label", "split", "image", "embedding"}
+    assert len(dataset) == 24 and set(dataset["split"]) == {"train", "test"}
+    row = dataset[0]
+    assert row["image"].size[0] <= 256 and isinstance(row["label"], str)
+    embeddings = np.asarray(dataset.with_format("numpy")["embedding"])
+    assert embeddings.shape == (24, 1280) and embeddings.dtype == np.float32
+    assert np.allclose(np.linalg.norm(embeddings, axis=1), 1, atol=1e-5)
+    metadata = load_index(small_index_dir).metadata
+    assert (metadata.model_id, metadata.embedding_dim, metadata.split_seed) == ("efficientnet-lite0", 1280, 0)
+    assert metadata.preprocessing.crop_size == 224
+
+
+def test_unreadable_images_are_skipped_and_listed(catalog_with_broken_files, tmp_path):
+    report = build(BuildConfig(source=CatalogSource(str(catalog_with_broken_files)), output=tmp_path / "out"), False)
+    assert report.n_indexed == 24
+    assert {s.id for s in report.skipped} == {"fruit/not-a-photo.jpg", "flower/empty.png"}
+    assert len(load_index(tmp_path / "out").metadata.skipped) == 2
+
+
+def test_interrupted_build_resumes_and_matches_a_clean_build(small_catalog_dir, tmp_path, monkeypatch):
+    config = BuildConfig(source=CatalogSource(str(small_catalog_dir)), output=tmp_path / "out", chunk_size=5)
+    real_embed_chunk, calls = build_module._embed_chunk, []
+
+    def dies_on_third_chunk(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_embed_chunk(*args)
+
+    monkeypatch.setattr(build_module, "_embed_chunk", dies_on_third_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        build(config, False)
+    assert not (tmp_path / "out").exists()  # no half-written index in place
+    monkeypatch.setattr(build_module, "_embed_chunk", real_embed_chunk)
+    report = build(config, False)
+    assert report.n_resumed == 10
+    resumed = load_index(tmp_path / "out")
+    clean = load_index(build(BuildConfig(source=config.source, output=tmp_path / "clean"), False).output)
+    assert resumed.ids == clean.ids and resumed.splits == clean.splits
+    assert np.allclose(resumed.embeddings, clean.embeddings, atol=1e-5)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clean", "out"]  # no leftovers
+
+
+def test_rebuild_replaces_the_old_index(small_catalog_dir, tmp_path):
+    output = tmp_path / "out"
+    build(BuildConfig(source=CatalogSource(str(small_catalog_dir)), output=output), False)
+    build(BuildConfig(source=CatalogSource(str(small_catalog_dir)), model="color-histogram", output=output), False)
+    assert load_index(output).metadata.model_id == "color-histogram"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_missing_index_says_how_to_build(tmp_path):
+    with pytest.raises(MissingIndexError, match=r"python build_index.py"):
+        load_index(tmp_path / "nothing")
+
+
+def test_push_without_network_fails_clearly_and_keeps_local_output(small_index_dir):
+    before = (small_index_dir / METADATA_FILE).read_text()
+    with pytest.raises(ConnectionError, match=r"local embeddings .* are intact"):
+        push_index_to_hub(small_index_dir, "someone/lookalike-embeddings")
+    assert (small_index_dir / METADATA_FILE).read_text() == before
+    assert len(load_index(small_index_dir)) == 24
+
+
+def test_cli_builds_and_reports(small_catalog_dir, tmp_path, capsys):
+    output = tmp_path / "cli"
+    assert build_index.main([str(small_catalog_dir), "--model", "color-histogram", "--output", str(output)]) == 0
+    assert "Indexed 24 images" in capsys.readouterr().out
+    assert load_index(output).metadata.embedding_dim == 512
+
+
+def test_cli_unknown_model_lists_choices(small_catalog_dir, tmp_path, capsys):
+    assert build_index.main([str(small_catalog_dir), "--model", "vgg-99", "--output", str(tmp_path / "x")]) == 2
+    assert "efficientnet-lite0" in capsys.readouterr().err
