@@ -1,0 +1,138 @@
+"""Measure retrieval quality of an embeddings dataset: Precision@K and its companions.
+
+python -m lookalike.evaluate DIR [--queries FOLDER] [--k 1 5 10] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from pathlib import Path
+
+import numpy as np
+
+from .embedding_store import EmbeddingIndex, load_index
+from .metrics import map_at_k, mean_similarity_at_k, precision_at_k, recall_at_k
+from .search import top_k
+
+
+class Protocol(StrEnum):
+    SPLIT = "split"  # the test split queries the train split
+    LEAVE_ONE_OUT = "leave-one-out"  # every item queries all the others
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Retrieval figures of one model on one query set; K dicts are keyed by str(K)."""
+
+    model: str
+    n_catalog: int
+    n_queries: int
+    precision_at_k: dict[str, float]
+    mean_similarity_at_k: dict[str, float]
+    recall_at_k: dict[str, float]
+    map_at_k: dict[str, float]
+    per_category: dict[str, dict[str, dict[str, float]]]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+
+def evaluate_embeddings(
+    model: str,
+    catalog: np.ndarray,
+    catalog_labels: Sequence[str],
+    queries: np.ndarray,
+    query_labels: Sequence[str],
+    ks: Sequence[int] = (1, 5, 10),
+    exclude_same_row: bool = False,
+) -> Evaluation:
+    """Score each query's top-K catalog results. With `exclude_same_row`, query i is catalog row i
+    (leave-one-out) and is never retrieved for itself."""
+    catalog_labels, query_labels = np.asarray(catalog_labels), np.asarray(query_labels)
+    if not len(queries):
+        raise ValueError("no queries to evaluate")
+    max_k = max(ks)
+    exclude = [[row] for row in range(len(queries))] if exclude_same_row else None
+    results = top_k(catalog, queries, max_k, exclude=exclude)
+    retrieved = catalog_labels[results.indices]
+    counts = {label: int((catalog_labels == label).sum()) for label in set(query_labels)}
+    n_relevant = np.array([counts[label] - int(exclude_same_row) for label in query_labels])
+
+    def figures(rows: np.ndarray) -> dict[str, dict[str, float]]:
+        return {
+            "precision_at_k": {str(k): precision_at_k(retrieved[rows], query_labels[rows], k) for k in ks},
+            "mean_similarity_at_k": {str(k): mean_similarity_at_k(results.scores[rows], k) for k in ks},
+            "recall_at_k": {str(k): recall_at_k(retrieved[rows], query_labels[rows], k) for k in ks},
+            "map_at_k": {str(k): map_at_k(retrieved[rows], query_labels[rows], k, n_relevant[rows]) for k in ks},
+        }
+
+    overall = figures(np.arange(len(queries)))
+    per_category = {label: figures(np.flatnonzero(query_labels == label)) for label in sorted(set(query_labels))}
+    return Evaluation(model=model, n_catalog=len(catalog), n_queries=len(queries), per_category=per_category, **overall)
+
+
+def evaluate_index(
+    index: EmbeddingIndex, protocol: Protocol = Protocol.SPLIT, ks: Sequence[int] = (1, 5, 10)
+) -> Evaluation:
+    """Evaluate an embeddings dataset against itself by the split stored in it, or leave-one-out."""
+    labels = np.asarray(index.labels)
+    if protocol is Protocol.LEAVE_ONE_OUT:
+        return evaluate_embeddings(
+            index.metadata.model_id, index.embeddings, labels, index.embeddings, labels, ks, exclude_same_row=True
+        )
+    splits = np.asarray(index.splits)
+    train, test = splits == "train", splits == "test"
+    return evaluate_embeddings(
+        index.metadata.model_id, index.embeddings[train], labels[train], index.embeddings[test], labels[test], ks
+    )
+
+
+def evaluate_queries(index: EmbeddingIndex, queries_dir: Path, ks: Sequence[int] = (1, 5, 10)) -> Evaluation:
+    """Images of an image folder, embedded with the index's own backbone, query the whole index."""
+    from .backbones import load_backbone
+    from .catalog import load_image_folder
+    from .embedding import embed_images
+    from .images import open_image
+
+    backbone = load_backbone(index.metadata.model_id)
+    index.metadata.check_matches(backbone.name, backbone.embedding_dim, backbone.preprocessing, backbone.fingerprint)
+    folder = load_image_folder(queries_dir)
+    queries = embed_images(backbone, [open_image(item.image) for item in folder.items])
+    return evaluate_embeddings(index.metadata.model_id, index.embeddings, index.labels, queries, folder.labels, ks)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("index", type=Path, help="embeddings folder written by build_index.py")
+    parser.add_argument("--queries", type=Path, help="image folder whose images query the whole index")
+    parser.add_argument("--protocol", choices=[p.value for p in Protocol], default=Protocol.SPLIT.value)
+    parser.add_argument("--k", type=int, nargs="+", default=[1, 5, 10])
+    parser.add_argument("--json", type=Path, help="write the figures to this JSON file")
+    args = parser.parse_args(argv)
+    try:
+        index = load_index(args.index)
+        if args.queries:
+            evaluation = evaluate_queries(index, args.queries, args.k)
+        else:
+            evaluation = evaluate_index(index, Protocol(args.protocol), args.k)
+    except (ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"{evaluation.model}: {evaluation.n_queries} queries against {evaluation.n_catalog} products")
+    for k in map(str, args.k):
+        print(
+            f"  K={k:>3}  P@K {evaluation.precision_at_k[k]:.3f}  R@K {evaluation.recall_at_k[k]:.3f}  "
+            f"mAP@K {evaluation.map_at_k[k]:.3f}  mean similarity {evaluation.mean_similarity_at_k[k]:.3f}"
+        )
+    if args.json:
+        args.json.write_text(evaluation.to_json())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""Exact top-K agrees with a brute-force loop, for both metrics and with exclusions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lookalike.embedding import l2_normalize
+from lookalike.search import Metric, top_k
+
+
+def brute_force(catalog, query, k, metric, excluded=()):
+    scored = []
+    for index, vector in enumerate(catalog):
+        if index in excluded:
+            continue
+        if metric == "cosine":
+            scored.append((-float(np.dot(vector, query)), index))
+        else:
+            scored.append((float(np.sqrt(((vector - query) ** 2).sum())), index))
+    scored.sort()
+    return [index for _, index in scored[:k]], [abs(score) for score, _ in scored[:k]]
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_top_k_matches_a_brute_force_loop(metric):
+    rng = np.random.default_rng(0)
+    catalog = l2_normalize(rng.normal(size=(300, 16)))
+    queries = l2_normalize(rng.normal(size=(20, 16)))
+    exclude = [[int(i) for i in rng.choice(300, 3, replace=False)] for _ in range(20)]
+    results = top_k(catalog, queries, 7, metric, exclude=exclude)
+    for row, query in enumerate(queries):
+        indices, scores = brute_force(catalog, query, 7, metric, set(exclude[row]))
+        assert results.indices[row].tolist() == indices
+        assert np.allclose(results.scores[row], scores, atol=1e-5)
+        assert not set(results.indices[row]) & set(exclude[row])
+
+
+def test_results_are_ordered_best_first():
+    catalog = l2_normalize(np.random.default_rng(1).normal(size=(50, 8)))
+    cosine = top_k(catalog, catalog[:3], 5, Metric.COSINE)
+    euclid = top_k(catalog, catalog[:3], 5, Metric.EUCLIDEAN)
+    assert (np.diff(cosine.scores, axis=1) <= 0).all()
+    assert (np.diff(euclid.scores, axis=1) >= 0).all()
+    assert cosine.indices[:, 0].tolist() == [0, 1, 2]  # each vector is its own nearest
+
+
+@pytest.mark.parametrize("k", [0, 11])
+def test_k_out_of_range_is_refused(k):
+    catalog = l2_normalize(np.ones((10, 4)))
+    with pytest.raises(ValueError, match="k must be"):
+        top_k(catalog, catalog[:1], k)
+
+
+def test_unknown_metric_is_refused():
+    with pytest.raises(ValueError, match="manhattan"):
+        top_k(np.eye(3, dtype=np.float32), np.eye(3, dtype=np.float32)[:1], 1, "manhattan")
