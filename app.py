@@ -1,0 +1,20 @@
+"""Lookalike's Gradio app: upload a product photo, get the most visually similar products."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from lookalike.ui import AppConfig, LookalikeService, build_demo
+
+# LOOKALIKE_EMBEDDINGS points the app at another set of built embeddings (tests, other catalogs).
+config = AppConfig(embeddings_dir=Path(os.environ.get("LOOKALIKE_EMBEDDINGS", Path(__file__).parent / "embeddings")))
+service = LookalikeService.from_embeddings_dir(config.embeddings_dir, max_k=config.max_k)
+demo = build_demo(service, config)
+
+if __name__ == "__main__":
+    demo.launch(
+        server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
+        server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+        max_file_size=config.max_file_size,
+    )

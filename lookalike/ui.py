@@ -1,0 +1,199 @@
+"""The Gradio app: plain handler functions (testable without a browser) wired into gr.Blocks."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gradio as gr
+
+from .catalog import EXAMPLES_DIR, load_image_folder
+from .embedding_store import find_indexes
+from .images import ImageError, open_image
+from .recommend import Recommendation, Recommender, average_similarity
+from .search import Metric
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """What the app serves and its limits."""
+
+    embeddings_dir: Path = Path("embeddings")
+    examples_dir: Path = EXAMPLES_DIR
+    default_k: int = 8
+    max_k: int = 24
+    max_file_size: str = "10mb"
+    preferred_backbone: str = "efficientnet-lite0"
+
+
+def image_input(**options) -> gr.Image:
+    """A gr.Image whose undecodable uploads get a readable message instead of a bare 'Error'.
+
+    Gradio opens uploads with PIL before our handler runs; its exceptions would reach the user as
+    'Error'. We wrap the instance's preprocess rather than subclass, because subclassing a
+    component makes gradio write a .pyi file next to this module at import time.
+    """
+    component = gr.Image(type="filepath", image_mode=None, **options)
+    stock_preprocess = component.preprocess
+
+    def preprocess(payload):
+        try:
+            return stock_preprocess(payload)
+        except gr.Error:
+            raise
+        except Exception as error:  # PIL raises many types for a bad file: explain it our way
+            raise gr.Error(_why_unreadable(payload, error)) from None
+
+    component.preprocess = preprocess
+    return component
+
+
+def _why_unreadable(payload, error: Exception) -> str:
+    try:
+        open_image(payload.path)
+    except ImageError as reason:
+        return str(reason)
+    except Exception:
+        pass
+    return f"Could not read this upload as an image ({type(error).__name__}). Try a JPEG or PNG."
+
+
+@dataclass
+class LookalikeService:
+    """The recommenders the app offers, by name, and the handlers its events call."""
+
+    recommenders: dict[str, Recommender]
+    load_problems: list[str] = field(default_factory=list)
+    max_k: int = 24
+
+    @classmethod
+    def from_embeddings_dir(cls, embeddings_dir: Path, max_k: int = 24) -> LookalikeService:
+        recommenders, problems = {}, []
+        for path in find_indexes(embeddings_dir):
+            try:
+                recommenders[path.name] = Recommender.from_path(path)
+            except Exception as error:  # one broken build must not take the others down
+                logger.exception("Cannot serve %s", path)
+                problems.append(f"{path.name}: {error}")
+        return cls(recommenders, problems, max_k)
+
+    def _recommender(self, backbone: str | None) -> Recommender:
+        if not self.recommenders:
+            raise gr.Error("No embeddings are loaded. Build them: python build_index.py")
+        if backbone is None or backbone == "":
+            return next(iter(self.recommenders.values()))
+        if backbone not in self.recommenders:
+            raise gr.Error(f"Unknown backbone {backbone!r}; choose one of {', '.join(self.recommenders)}.")
+        return self.recommenders[backbone]
+
+    def recommend(self, image: str | None, k: float, metric: str, backbone: str | None):
+        """Gallery items, JSON results and a summary line for one query image."""
+        if image is None:
+            raise gr.Error("Upload, paste or take a photo first, or click an example.")
+        k = int(k)
+        if not 1 <= k <= self.max_k:
+            raise gr.Error(f"K must be between 1 and {self.max_k}, got {k}.")
+        try:
+            metric = Metric(metric or Metric.COSINE)
+        except ValueError:
+            raise gr.Error(f"Unknown metric {metric!r}; use cosine or euclidean.") from None
+        recommender = self._recommender(backbone)
+        started = time.perf_counter()
+        try:
+            results = recommender.recommend(image, k, metric)
+        except ImageError as error:
+            raise gr.Error(str(error)) from None
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        summary = (
+            f"**Average similarity of the top {len(results)}: {average_similarity(results):.3f}** (cosine) · "
+            f"{recommender.name} · {len(recommender.index):,} products · {elapsed_ms:.0f} ms"
+        )
+        return gallery_items(results, metric), [r.as_dict() for r in results], summary
+
+    def compare(self, image_a: str | None, image_b: str | None, backbone: str | None) -> str:
+        """A sentence giving the cosine similarity of two pictures."""
+        if image_a is None or image_b is None:
+            raise gr.Error("Upload two photos to compare.")
+        recommender = self._recommender(backbone)
+        try:
+            similarity = recommender.similarity(image_a, image_b)
+        except ImageError as error:
+            raise gr.Error(str(error)) from None
+        return (
+            f"## Similarity: {similarity:.3f}\n\n"
+            f"Cosine similarity of the two embeddings ({recommender.name}); 1 means identical."
+        )
+
+
+def gallery_items(results: list[Recommendation], metric: Metric) -> list[tuple]:
+    name = "similarity" if metric is Metric.COSINE else "distance"
+    return [(r.image, f"{r.label} · {name} {r.score:.3f}") for r in results]
+
+
+def example_images(examples_dir: Path) -> list[tuple[str, str]]:
+    """(path, category) of each example query photo; none if the folder is missing."""
+    try:
+        catalog = load_image_folder(examples_dir)
+    except ValueError:
+        return []
+    return [(str(item.image), item.label) for item in catalog.items]
+
+
+def build_demo(service: LookalikeService, config: AppConfig) -> gr.Blocks:
+    names = list(service.recommenders)
+    default = config.preferred_backbone if config.preferred_backbone in names else (names[0] if names else None)
+    examples = example_images(config.examples_dir)
+    with gr.Blocks(title="Lookalike: visually similar products") as demo:
+        gr.Markdown("# Lookalike\nShow a product you like and get the most visually similar products of the catalog.")
+        if not names:
+            gr.Markdown(
+                "### No embeddings to serve yet\nBuild them first: `python build_index.py` "
+                f"(writes `{config.embeddings_dir}/efficientnet-lite0`), then restart the app."
+                + "".join(f"\n\n- {p}" for p in service.load_problems)
+            )
+        with gr.Tab("Recommend"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    query = image_input(sources=["upload", "clipboard", "webcam"], label="Your product")
+                    k = gr.Slider(1, config.max_k, value=config.default_k, step=1, label="How many recommendations (K)")
+                    metric = gr.Radio([m.value for m in Metric], value=Metric.COSINE.value, label="Similarity")
+                    backbone = gr.Dropdown(names, value=default, label="Backbone (embeddings)")
+                    button = gr.Button("Find lookalikes", variant="primary")
+                with gr.Column(scale=2):
+                    summary = gr.Markdown()
+                    gallery = gr.Gallery(label="Recommendations", columns=4, height="auto", object_fit="contain")
+                    results = gr.JSON(label="Results", open=False)
+            inputs, outputs = [query, k, metric, backbone], [gallery, results, summary]
+            button.click(service.recommend, inputs, outputs, api_name="recommend")
+            if examples:
+                gr.Examples(
+                    examples=[[path] for path, _ in examples],
+                    example_labels=[label for _, label in examples],
+                    inputs=[query],
+                    label="Example photos (not in the catalog): click one",
+                    examples_per_page=40,
+                )
+                query.change(_recommend_on_change(service), inputs, outputs, api_visibility="private")
+        with gr.Tab("Compare two images"):
+            with gr.Row():
+                image_a = image_input(label="Image A")
+                image_b = image_input(label="Image B")
+            compare_button = gr.Button("Compare", variant="primary")
+            verdict = gr.Markdown()
+            compare_button.click(service.compare, [image_a, image_b, backbone], verdict, api_name="compare")
+    return demo
+
+
+def _recommend_on_change(service: LookalikeService):
+    """Search as soon as a photo arrives; clearing the image clears nothing and raises nothing."""
+
+    def handler(image, k, metric, backbone):
+        if image is None:
+            return gr.skip(), gr.skip(), gr.skip()
+        return service.recommend(image, k, metric, backbone)
+
+    return handler
