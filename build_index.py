@@ -31,6 +31,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--label-column", default="label", help="category column of a Hub dataset")
     parser.add_argument("--id-column", help="id column of a Hub dataset (default: row number)")
     parser.add_argument("--hub-split", default="train", help="which split of a Hub dataset to read")
+    parser.add_argument("--split-column", help="column holding an official 'train'/'test' split to keep")
     parser.add_argument("--test-fraction", type=float, default=0.2, help="share of each category kept for test")
     parser.add_argument("--seed", type=int, default=0, help="seed of the train/test split")
     parser.add_argument("--push-to-hub", metavar="REPO_ID", help="also publish the embeddings as a Hub dataset")
@@ -41,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     output = args.output or Path("embeddings") / Path(args.model).name
     config = BuildConfig(
-        source=CatalogSource(args.source, args.image_column, args.label_column, args.id_column, args.hub_split),
+        source=CatalogSource(
+            args.source, args.image_column, args.label_column, args.id_column, args.hub_split, args.split_column
+        ),
         model=args.model,
         output=output,
         batch_size=args.batch_size,

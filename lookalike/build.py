@@ -62,7 +62,7 @@ def build_index(config: BuildConfig, show_progress: bool = True) -> BuildReport:
     after an interruption embeds only the chunks that were not finished.
     """
     catalog = load_catalog(config.source)
-    splits = stratified_split(catalog.labels, config.test_fraction, config.split_seed)
+    splits = catalog.given_splits or stratified_split(catalog.labels, config.test_fraction, config.split_seed)
     backbone = load_backbone(config.model)
     work_dir = _prepare_work_dir(config, catalog, backbone)
     n_chunks = -(-len(catalog.items) // config.chunk_size)
@@ -91,6 +91,7 @@ def build_index(config: BuildConfig, show_progress: bool = True) -> BuildReport:
         split_seed=config.split_seed,
         test_fraction=config.test_fraction,
         n_items=kept.num_rows,
+        split_column=config.source.split_column,
         skipped=[{"id": s.id, "reason": s.reason} for s in skipped],
     )
     save_index(_to_dataset(kept, backbone.embedding_dim), metadata, config.output)

@@ -30,6 +30,8 @@ class CatalogItem:
 class Catalog:
     source: str
     items: list[CatalogItem]
+    # The source's own train/test assignment, when it has one; else build_index splits by seed.
+    given_splits: list[str] | None = None
 
     @property
     def labels(self) -> list[str]:
@@ -49,6 +51,8 @@ class CatalogSource:
     label_column: str = "label"
     id_column: str | None = None
     hub_split: str = "train"
+    # A column that already says "train"/"test" (an official split) replaces the seeded one.
+    split_column: str | None = None
 
 
 def load_catalog(source: CatalogSource) -> Catalog:
@@ -93,8 +97,10 @@ def load_hub_dataset(source: CatalogSource) -> Catalog:
     import datasets
 
     try:
-        if Path(source.location, "state.json").is_file():
+        if Path(source.location, "state.json").is_file() or Path(source.location, "dataset_dict.json").is_file():
             dataset = datasets.load_from_disk(source.location)
+            if isinstance(dataset, datasets.DatasetDict):
+                dataset = dataset[source.hub_split]
         else:
             dataset = datasets.load_dataset(source.location, split=source.hub_split)
     except Exception as error:  # datasets raises many types: connection, missing, bad config
@@ -108,11 +114,12 @@ def load_hub_dataset(source: CatalogSource) -> Catalog:
 def catalog_from_dataset(dataset: Any, source: CatalogSource) -> Catalog:
     import datasets
 
-    missing = [c for c in (source.image_column, source.label_column) if c not in dataset.column_names]
+    wanted = [source.image_column, source.label_column, source.id_column, source.split_column]
+    missing = [column for column in wanted if column and column not in dataset.column_names]
     if missing:
         raise CatalogError(
             f"The dataset has no column {missing[0]!r}; its columns are {dataset.column_names}. "
-            "Name them with --image-column and --label-column."
+            "Name them with --image-column, --label-column, --id-column and --split-column."
         )
     # Decode ourselves so that one broken image is skipped, not fatal for the whole build.
     dataset = dataset.cast_column(source.image_column, datasets.Image(decode=False))
@@ -123,7 +130,10 @@ def catalog_from_dataset(dataset: Any, source: CatalogSource) -> Catalog:
     for row_id, image, label in zip(ids, dataset[source.image_column], dataset[source.label_column], strict=True):
         data = image.get("bytes") or image.get("path")
         items.append(CatalogItem(id=str(row_id), label=names[label] if names else str(label), image=data))
-    return Catalog(source=str(source.location), items=items)
+    given_splits = [str(s) for s in dataset[source.split_column]] if source.split_column else None
+    if given_splits and not set(given_splits) <= {"train", "test"}:
+        raise CatalogError(f"Column {source.split_column!r} must hold 'train' or 'test', found {set(given_splits)}")
+    return Catalog(source=str(source.location), items=items, given_splits=given_splits)
 
 
 def stratified_split(labels: Sequence[str], test_fraction: float = 0.2, seed: int = 0) -> list[str]:

@@ -37,6 +37,7 @@ class IndexMetadata:
     split_seed: int
     test_fraction: float
     n_items: int
+    split_column: str | None = None  # set when the source's own split was kept instead of the seeded one
     skipped: list[dict[str, str]] = field(default_factory=list)
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
