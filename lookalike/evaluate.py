@@ -38,9 +38,6 @@ class Evaluation:
     map_at_k: dict[str, float]
     per_category: dict[str, dict[str, dict[str, float]]]
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2)
-
 
 def evaluate_embeddings(
     model: str,
@@ -76,24 +73,32 @@ def evaluate_embeddings(
     return Evaluation(model=model, n_catalog=len(catalog), n_queries=len(queries), per_category=per_category, **overall)
 
 
-def evaluate_index(
-    index: EmbeddingIndex, protocol: Protocol = Protocol.SPLIT, ks: Sequence[int] = (1, 5, 10)
-) -> Evaluation:
-    """Evaluate an embeddings dataset against itself by the split stored in it, or leave-one-out."""
+@dataclass(frozen=True)
+class QuerySet:
+    """Which index rows form the catalog, and the queries (embeddings, labels) that search it."""
+
+    catalog_rows: np.ndarray
+    embeddings: np.ndarray
+    labels: np.ndarray
+    query_rows: np.ndarray | None  # index rows of the queries, when they come from the index
+    leave_one_out: bool = False
+
+
+def query_set(index: EmbeddingIndex, protocol: Protocol = Protocol.SPLIT) -> QuerySet:
+    """The split stored in the index (test queries train), or every item against all others."""
     labels = np.asarray(index.labels)
     if protocol is Protocol.LEAVE_ONE_OUT:
-        return evaluate_embeddings(
-            index.metadata.model_id, index.embeddings, labels, index.embeddings, labels, ks, exclude_same_row=True
-        )
+        rows = np.arange(len(index))
+        return QuerySet(rows, index.embeddings, labels, rows, leave_one_out=True)
     splits = np.asarray(index.splits)
-    train, test = splits == "train", splits == "test"
-    return evaluate_embeddings(
-        index.metadata.model_id, index.embeddings[train], labels[train], index.embeddings[test], labels[test], ks
-    )
+    train, test = np.flatnonzero(splits == "train"), np.flatnonzero(splits == "test")
+    if not len(test):
+        raise ValueError(f"{index.path} has no test split; use --protocol leave-one-out or --queries FOLDER")
+    return QuerySet(train, index.embeddings[test], labels[test], test)
 
 
-def evaluate_queries(index: EmbeddingIndex, queries_dir: Path, ks: Sequence[int] = (1, 5, 10)) -> Evaluation:
-    """Images of an image folder, embedded with the index's own backbone, query the whole index."""
+def embed_query_folder(index: EmbeddingIndex, queries_dir: Path) -> QuerySet:
+    """Images of an image folder, embedded with the index's own backbone, to query the whole index."""
     from .backbones import load_backbone
     from .catalog import load_image_folder
     from .embedding import embed_images
@@ -102,35 +107,61 @@ def evaluate_queries(index: EmbeddingIndex, queries_dir: Path, ks: Sequence[int]
     backbone = load_backbone(index.metadata.model_id)
     index.metadata.check_matches(backbone.name, backbone.embedding_dim, backbone.preprocessing, backbone.fingerprint)
     folder = load_image_folder(queries_dir)
-    queries = embed_images(backbone, [open_image(item.image) for item in folder.items])
-    return evaluate_embeddings(index.metadata.model_id, index.embeddings, index.labels, queries, folder.labels, ks)
+    embeddings = embed_images(backbone, [open_image(item.image) for item in folder.items])
+    return QuerySet(np.arange(len(index)), embeddings, np.asarray(folder.labels), None)
+
+
+def evaluate_query_set(index: EmbeddingIndex, queries: QuerySet, ks: Sequence[int] = (1, 5, 10)) -> Evaluation:
+    labels = np.asarray(index.labels)
+    return evaluate_embeddings(
+        index.metadata.model_id,
+        index.embeddings[queries.catalog_rows],
+        labels[queries.catalog_rows],
+        queries.embeddings,
+        queries.labels,
+        ks,
+        exclude_same_row=queries.leave_one_out,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("index", type=Path, help="embeddings folder written by build_index.py")
+    parser.add_argument("indexes", type=Path, nargs="+", help="embeddings folder(s) written by build_index.py")
     parser.add_argument("--queries", type=Path, help="image folder whose images query the whole index")
     parser.add_argument("--protocol", choices=[p.value for p in Protocol], default=Protocol.SPLIT.value)
     parser.add_argument("--k", type=int, nargs="+", default=[1, 5, 10])
-    parser.add_argument("--json", type=Path, help="write the figures to this JSON file")
+    parser.add_argument("--json", type=Path, help="write the figures to this JSON file (a list for several DIRs)")
+    parser.add_argument("--report", type=Path, help="write comparison figures and a Markdown summary here")
     args = parser.parse_args(argv)
     try:
-        index = load_index(args.index)
-        if args.queries:
-            evaluation = evaluate_queries(index, args.queries, args.k)
+        runs = []
+        for path in args.indexes:
+            index = load_index(path)
+            queries = (
+                embed_query_folder(index, args.queries) if args.queries else query_set(index, Protocol(args.protocol))
+            )
+            runs.append((index, queries))
+        if args.report:
+            from .report import write_report
+
+            evaluations = write_report(runs, args.report, args.k)
         else:
-            evaluation = evaluate_index(index, Protocol(args.protocol), args.k)
+            evaluations = [evaluate_query_set(index, queries, args.k) for index, queries in runs]
     except (ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"{evaluation.model}: {evaluation.n_queries} queries against {evaluation.n_catalog} products")
-    for k in map(str, args.k):
-        print(
-            f"  K={k:>3}  P@K {evaluation.precision_at_k[k]:.3f}  R@K {evaluation.recall_at_k[k]:.3f}  "
-            f"mAP@K {evaluation.map_at_k[k]:.3f}  mean similarity {evaluation.mean_similarity_at_k[k]:.3f}"
-        )
+    for evaluation in evaluations:
+        print(f"{evaluation.model}: {evaluation.n_queries} queries against {evaluation.n_catalog} products")
+        for k in map(str, args.k):
+            print(
+                f"  K={k:>3}  P@K {evaluation.precision_at_k[k]:.3f}  R@K {evaluation.recall_at_k[k]:.3f}  "
+                f"mAP@K {evaluation.map_at_k[k]:.3f}  mean similarity {evaluation.mean_similarity_at_k[k]:.3f}"
+            )
     if args.json:
-        args.json.write_text(evaluation.to_json())
+        payload = [asdict(e) for e in evaluations]
+        args.json.write_text(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2))
+    if args.report:
+        print(f"Report written to {args.report}")
     return 0
 
 
