@@ -5,6 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+if __name__ == "__main__":
+    from lookalike.runtime import reexec_with_fast_malloc
+
+    reexec_with_fast_malloc()  # before the model loads: it restarts the process
+
 from lookalike.ui import AppConfig, LookalikeService, build_demo
 
 # LOOKALIKE_EMBEDDINGS points the app at another set of built embeddings (tests, other catalogs).

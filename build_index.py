@@ -15,6 +15,7 @@ from pathlib import Path
 from lookalike.backbones import DEFAULT_BACKBONE, available_backbones
 from lookalike.build import BuildConfig, build_index
 from lookalike.catalog import CatalogSource
+from lookalike.runtime import reexec_with_fast_malloc
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -74,4 +75,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    reexec_with_fast_malloc()
     sys.exit(main())
