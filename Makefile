@@ -20,3 +20,23 @@ lint:
 
 test: install-dev lint
 	$(PYTHON) -m pytest -q
+
+# Backbone comparisons of the README (issue: evaluation). One command each.
+BACKBONES = efficientnet-lite0 mobilenet-v2 color-histogram
+FMNIST = data/fashion-mnist-10k
+
+.PHONY: eval-bundled eval-fashion-mnist
+eval-bundled:
+	for m in $(BACKBONES); do test -d embeddings/$$m || $(PYTHON) build_index.py --model $$m --output embeddings/$$m; done
+	$(PYTHON) -m lookalike.evaluate $(addprefix embeddings/,$(BACKBONES)) --protocol leave-one-out \
+		--k 1 5 10 20 --report reports/bundled
+
+# A seeded stratified subset of Fashion-MNIST: 1,000 train images per class as the catalog,
+# 200 test images per class as queries (12,000 images to embed per backbone).
+eval-fashion-mnist:
+	test -d $(FMNIST) || $(PYTHON) scripts/prepare_fashion_mnist.py --output $(FMNIST) \
+		--train-per-class 1000 --test-per-class 200
+	for m in $(BACKBONES); do test -d $(FMNIST)-embeddings/$$m || $(PYTHON) build_index.py $(FMNIST) \
+		--split-column split --model $$m --output $(FMNIST)-embeddings/$$m; done
+	$(PYTHON) -m lookalike.evaluate $(addprefix $(FMNIST)-embeddings/,$(BACKBONES)) \
+		--k 1 5 10 20 --report reports/fashion-mnist

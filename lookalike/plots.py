@@ -32,6 +32,7 @@ def precision_curves(evaluations: Sequence[Evaluation], path: Path) -> Path:
     for evaluation in evaluations:
         ks = sorted(evaluation.precision_at_k, key=int)
         axis.plot([int(k) for k in ks], [evaluation.precision_at_k[k] for k in ks], marker="o", label=evaluation.model)
+    axis.set_xticks(sorted({int(k) for e in evaluations for k in e.precision_at_k}))
     axis.set(xlabel="K (recommendations shown)", ylabel="Precision@K", ylim=(0, 1.02), title="Precision@K by backbone")
     axis.legend(loc="lower left", fontsize=9)
     return _save(figure, path)
@@ -55,7 +56,7 @@ def per_category_precision(evaluations: Sequence[Evaluation], k: int, path: Path
         ax=axis,
     )
     axis.set(xlabel=f"Precision@{k}", ylabel="", xlim=(0, 1), title=f"Precision@{k} per category")
-    axis.legend(fontsize=8, loc="lower right")
+    axis.legend(fontsize=8, bbox_to_anchor=(1.01, 1), loc="upper left")
     return _save(figure, path)
 
 
@@ -105,7 +106,8 @@ def embedding_map(embeddings: np.ndarray, labels: Sequence[str], model: str, pat
     points = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(reduced)
     figure, axis = plt.subplots(figsize=(8, 6.5))
     categories = sorted(set(labels))
-    palette = sns.color_palette("tab20", len(categories))
+    # tab10 for few categories; husl beyond, because tab20 pairs similar shades side by side.
+    palette = sns.color_palette("tab10" if len(categories) <= 10 else "husl", len(categories))
     for colour, category in zip(palette, categories, strict=True):
         mask = np.asarray(labels) == category
         axis.scatter(points[mask, 0], points[mask, 1], s=14, color=colour, label=category, alpha=0.85)
