@@ -13,7 +13,11 @@ if __name__ == "__main__":
 from lookalike.ui import AppConfig, LookalikeService, build_demo
 
 # LOOKALIKE_EMBEDDINGS points the app at another set of built embeddings (tests, other catalogs).
-config = AppConfig(embeddings_dir=Path(os.environ.get("LOOKALIKE_EMBEDDINGS", Path(__file__).parent / "embeddings")))
+here = Path(__file__).parent
+config = AppConfig(
+    embeddings_dir=Path(os.environ.get("LOOKALIKE_EMBEDDINGS", here / "embeddings")),
+    reports_dir=here / "reports",
+)
 service = LookalikeService.from_embeddings_dir(config.embeddings_dir, max_k=config.max_k)
 demo = build_demo(service, config)
 

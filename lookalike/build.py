@@ -113,11 +113,13 @@ def _prepare_work_dir(config: BuildConfig, catalog: Catalog, backbone: Backbone)
         "test_fraction": config.test_fraction,
     }
     identity_file = work_dir / "build.json"
-    if identity_file.exists() and json.loads(identity_file.read_text()) != identity:
+    # Compared as JSON text: a JSON round trip turns the preprocessing's tuples into lists.
+    identity_text = json.dumps(identity, sort_keys=True)
+    if identity_file.exists() and identity_file.read_text() != identity_text:
         logger.info("Discarding checkpoints of a different build in %s", work_dir)
         shutil.rmtree(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    identity_file.write_text(json.dumps(identity))
+    identity_file.write_text(identity_text)
     return work_dir
 
 

@@ -68,7 +68,8 @@ class IndexMetadata:
             raise IndexMismatchError(
                 "These embeddings were not made by this backbone ("
                 + "; ".join(differences)
-                + f"). Rebuild them: python build_index.py --model {model_id} --output DIR"
+                + f"). Either load them with --model {self.model_id}, or rebuild them for this backbone: "
+                f"python build_index.py --model {model_id} --output DIR"
             )
 
 

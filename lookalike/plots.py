@@ -64,8 +64,9 @@ def hit_miss_similarities(hit_scores: np.ndarray, miss_scores: np.ndarray, model
     """How similar the retrieved products are when they are of the right category, and when not."""
     figure, axis = plt.subplots(figsize=(7, 4))
     bins = np.linspace(min(hit_scores.min(initial=1), miss_scores.min(initial=1)), 1, 40)
-    axis.hist(hit_scores, bins=bins, alpha=0.6, density=True, label=f"same category ({len(hit_scores):,})")
-    axis.hist(miss_scores, bins=bins, alpha=0.6, density=True, label=f"other category ({len(miss_scores):,})")
+    for scores, name in [(hit_scores, "same category"), (miss_scores, "other category")]:
+        if len(scores):  # a density of no values is undefined: a perfect run has no misses
+            axis.hist(scores, bins=bins, alpha=0.6, density=True, label=f"{name} ({len(scores):,})")
     axis.set(xlabel="cosine similarity of a recommendation", ylabel="density", title=f"Hits vs misses: {model}")
     axis.legend()
     return _save(figure, path)

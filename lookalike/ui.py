@@ -13,6 +13,7 @@ from .catalog import EXAMPLES_DIR, load_image_folder
 from .embedding_store import find_indexes
 from .images import ImageError, open_image
 from .recommend import Recommendation, Recommender, average_similarity
+from .report import latest_report
 from .search import Metric
 
 logger = logging.getLogger(__name__)
@@ -28,6 +29,7 @@ class AppConfig:
     max_k: int = 24
     max_file_size: str = "10mb"
     preferred_backbone: str = "efficientnet-lite0"
+    reports_dir: Path = Path("reports")
 
 
 def image_input(**options) -> gr.Image:
@@ -128,6 +130,21 @@ class LookalikeService:
             f"Cosine similarity of the two embeddings ({recommender.name}); 1 means identical."
         )
 
+    def evaluation(self, backbone: str | None, reports_dir: Path) -> tuple[str, list[tuple[str, str]]]:
+        """The latest evaluation report of a backbone's embeddings: Markdown and captioned figures."""
+        if not self.recommenders:
+            return "No embeddings are loaded.", []
+        model_id = self._recommender(backbone).name
+        report = latest_report(reports_dir, model_id)
+        if report is None:
+            return (
+                f"No evaluation report covers `{model_id}` yet. Write one: "
+                f"`python -m lookalike.evaluate embeddings/{model_id} --report {reports_dir}/NAME`",
+                [],
+            )
+        heading = f"### Latest report covering `{model_id}`: `{report.path.name}`\n\n"
+        return heading + report.summary, [(str(path), caption) for path, caption in report.figures]
+
 
 def gallery_items(results: list[Recommendation], metric: Metric) -> list[tuple]:
     name = "similarity" if metric is Metric.COSINE else "distance"
@@ -185,6 +202,15 @@ def build_demo(service: LookalikeService, config: AppConfig) -> gr.Blocks:
             compare_button = gr.Button("Compare", variant="primary")
             verdict = gr.Markdown()
             compare_button.click(service.compare, [image_a, image_b, backbone], verdict, api_name="compare")
+        with gr.Tab("Evaluation"):
+            report_summary = gr.Markdown()
+            report_figures = gr.Gallery(label="Figures", columns=2, height="auto", object_fit="contain")
+
+            def show_report(name):
+                return service.evaluation(name, config.reports_dir)
+
+            for event in (demo.load, backbone.change):
+                event(show_report, backbone, [report_summary, report_figures], api_visibility="private")
     return demo
 
 

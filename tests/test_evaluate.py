@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from lookalike import evaluate
 from lookalike.build import BuildConfig, build_index
 from lookalike.catalog import CatalogSource
 from lookalike.embedding_store import load_index
+from lookalike.report import FIGURES, RESULTS_FILE, latest_report
 
 
 def direct_precision(embeddings, labels, catalog_mask, query_mask, k, leave_one_out=False):
@@ -76,3 +78,16 @@ def test_report_writes_readable_figures(small_index_dir, tmp_path):
     for name in ["precision_at_k", "per_category_precision", "hit_miss_similarity", "example_queries", "embedding_map"]:
         assert (tmp_path / "report" / f"{name}.png").stat().st_size > 10_000
     assert "| `efficientnet-lite0` |" in (tmp_path / "report" / "summary.md").read_text()
+
+
+def test_app_finds_the_latest_report_of_a_model(small_index_dir, tmp_path):
+    for name in ["older", "newer"]:
+        assert evaluate.main([str(small_index_dir), "--k", "1", "3", "--report", str(tmp_path / name)]) == 0
+    os.utime(tmp_path / "older" / RESULTS_FILE, (0, 0))
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / RESULTS_FILE).write_text("{not json")
+    report = latest_report(tmp_path, "efficientnet-lite0")
+    assert report.path == tmp_path / "newer"
+    assert "| `efficientnet-lite0` |" in report.summary
+    assert {path.name for path, _ in report.figures} == set(FIGURES)
+    assert latest_report(tmp_path, "mobilenet-v2") is None
