@@ -107,11 +107,14 @@ def embedding_map(embeddings: np.ndarray, labels: Sequence[str], model: str, pat
     points = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(reduced)
     figure, axis = plt.subplots(figsize=(8, 6.5))
     categories = sorted(set(labels))
-    # tab10 for few categories; husl beyond, because tab20 pairs similar shades side by side.
+    # tab10 for few categories; husl beyond (tab20 pairs similar shades), with markers cycling so
+    # that neighbouring hues stay distinguishable.
     palette = sns.color_palette("tab10" if len(categories) <= 10 else "husl", len(categories))
-    for colour, category in zip(palette, categories, strict=True):
+    markers = "o^sD"
+    for position, (colour, category) in enumerate(zip(palette, categories, strict=True)):
         mask = np.asarray(labels) == category
-        axis.scatter(points[mask, 0], points[mask, 1], s=14, color=colour, label=category, alpha=0.85)
+        marker = markers[position % len(markers)]
+        axis.scatter(points[mask, 0], points[mask, 1], s=16, color=colour, marker=marker, label=category, alpha=0.85)
     axis.set(xticks=[], yticks=[], title=f"Catalog embeddings (t-SNE): {model}")
     axis.legend(fontsize=7, markerscale=1.5, bbox_to_anchor=(1.01, 1), loc="upper left")
     return _save(figure, path)
