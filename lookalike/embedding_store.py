@@ -172,7 +172,7 @@ def find_indexes(root: str | Path) -> list[Path]:
 def push_index_to_hub(path: str | Path, repo_id: str, private: bool = False) -> str:
     """Publish embeddings as a Hub dataset (parquet) plus the metadata file.
 
-    The token comes from the environment (HF_TOKEN) or `huggingface-cli login`, never from code.
+    The token comes from the environment (HF_TOKEN) or `hf auth login`, never from code.
     """
     from huggingface_hub import HfApi
 
@@ -189,6 +189,6 @@ def push_index_to_hub(path: str | Path, repo_id: str, private: bool = False) -> 
         raise ConnectionError(
             f"Could not push to the Hub dataset {repo_id!r}: {error}. "
             f"The local embeddings at {path} are intact; retry with network access and a token "
-            "(HF_TOKEN or huggingface-cli login)."
+            "(HF_TOKEN or `hf auth login`)."
         ) from error
     return f"https://huggingface.co/datasets/{repo_id}"
