@@ -28,6 +28,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--output", type=Path, help="output folder (default: embeddings/<model>)")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument(
+        "--chunk-size",
+        type=int,
+        default=BuildConfig.chunk_size,
+        help="images per checkpoint: a build that is killed and rerun redoes at most this many",
+    )
     parser.add_argument("--image-column", default="image", help="image column of a Hub dataset")
     parser.add_argument("--label-column", default="label", help="category column of a Hub dataset")
     parser.add_argument("--id-column", help="id column of a Hub dataset (default: row number)")
@@ -49,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         model=args.model,
         output=output,
         batch_size=args.batch_size,
+        chunk_size=args.chunk_size,
         test_fraction=args.test_fraction,
         split_seed=args.seed,
     )

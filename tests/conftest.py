@@ -15,6 +15,7 @@ import pytest
 
 from lookalike.build import BuildConfig, build_index
 from lookalike.catalog import BUNDLED_CATALOG_DIR, EXAMPLES_DIR, CatalogSource
+from lookalike.local_server import running_app
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SMALL_CATEGORIES = ("fruit", "vehicle", "flower", "money")
@@ -43,3 +44,12 @@ def small_index_dir(small_catalog_dir, tmp_path_factory) -> Path:
 def example_photo() -> Path:
     """A query photo that is not in the catalog."""
     return sorted((EXAMPLES_DIR / "fruit").glob("*.jpg"))[0]
+
+
+@pytest.fixture(scope="session")
+def app_url(small_index_dir, tmp_path_factory) -> str:
+    """`python app.py` serving the small index on a free port, shared by the API, browser and security tests."""
+    served = tmp_path_factory.mktemp("served")
+    shutil.copytree(small_index_dir, served / "efficientnet-lite0")
+    with running_app(served, log_path=served.parent / "app.log") as url:
+        yield url

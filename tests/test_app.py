@@ -2,59 +2,20 @@
 
 from __future__ import annotations
 
-import io
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
-
+import httpx
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
+from lookalike.local_server import running_app
 from lookalike.ui import AppConfig, LookalikeService, build_demo
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"app.py exited with {process.returncode}: {process.stdout.read()}")
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.3)
-    raise TimeoutError(f"app.py did not listen on {port} within {timeout} s")
+from tests.upload_cases import UPLOAD_CASES, exif_rotated_jpeg, oversized_png, photo
 
 
 @pytest.fixture(scope="module")
-def client(small_index_dir, tmp_path_factory):
-    served = tmp_path_factory.mktemp("served")
-    shutil.copytree(small_index_dir, served / "efficientnet-lite0")
-    port = free_port()
-    env = {**os.environ, "LOOKALIKE_EMBEDDINGS": str(served), "GRADIO_SERVER_PORT": str(port)}
-    env["GRADIO_SERVER_NAME"] = "127.0.0.1"
-    process = subprocess.Popen(
-        [sys.executable, "app.py"], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    try:
-        wait_for_port(port, process)
-        yield Client(f"http://127.0.0.1:{port}/", verbose=False)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+def client(app_url):
+    return Client(app_url, verbose=False)
 
 
 def recommend(client, path, k=5):
@@ -76,28 +37,40 @@ def test_compare_endpoint(client, example_photo):
     assert "Similarity: 1.000" in verdict
 
 
-def _truncated_jpeg() -> bytes:
-    buffer = io.BytesIO()
-    Image.effect_noise((128, 128), 60).convert("RGB").save(buffer, format="JPEG")
-    return buffer.getvalue()[:900]
+def assert_recommends(client, path, k=5):
+    gallery, results, _ = recommend(client, path, k=k)
+    assert len(gallery) == k and len(results) == k
+    assert all(set(r) == {"id", "label", "score"} for r in results)
+    return results
 
 
-@pytest.mark.parametrize(
-    ("name", "data", "message"),
-    [
-        ("notes.jpg", b"this is not an image at all", "not an image"),
-        ("empty.png", b"", "empty"),
-        ("cut.jpg", _truncated_jpeg(), "damaged or incomplete"),
-    ],
-)
-def test_bad_uploads_get_a_readable_message_and_the_server_stays_up(
-    client, tmp_path, example_photo, name, data, message
-):
-    bad = tmp_path / name
-    bad.write_bytes(data)
-    with pytest.raises(AppError, match=message):
-        recommend(client, bad)
-    assert len(recommend(client, example_photo, k=2)[1]) == 2
+@pytest.mark.parametrize("case", UPLOAD_CASES, ids=lambda case: case.filename)
+def test_every_upload_gets_results_or_a_readable_message_and_the_server_stays_up(client, tmp_path, example_photo, case):
+    upload = tmp_path / case.filename
+    upload.write_bytes(case.make())
+    if case.expected_message is None:
+        assert_recommends(client, upload)
+    else:
+        with pytest.raises(AppError, match=case.expected_message) as raised:
+            recommend(client, upload)
+        assert "Traceback" not in str(raised.value) and 'File "' not in str(raised.value)
+    assert_recommends(client, example_photo, k=2)  # and the next user is served
+
+
+def similarity(client, path_a, path_b) -> float:
+    verdict = client.predict(
+        handle_file(str(path_a)), handle_file(str(path_b)), "efficientnet-lite0", api_name="/compare"
+    )
+    return float(verdict.split("Similarity: ")[1].split()[0])
+
+
+def test_exif_rotated_upload_is_turned_upright_before_embedding(client, tmp_path):
+    upright, with_exif, without_exif = tmp_path / "upright.jpg", tmp_path / "exif.jpg", tmp_path / "sideways.jpg"
+    photo().save(upright, quality=95)
+    with_exif.write_bytes(exif_rotated_jpeg())
+    photo().transpose(Image.Transpose.ROTATE_90).save(without_exif, quality=95)
+    turned_upright = similarity(client, upright, with_exif)
+    assert turned_upright > 0.97 and turned_upright > similarity(client, upright, without_exif) + 0.05
 
 
 def test_app_without_embeddings_explains_how_to_build(tmp_path):
@@ -106,3 +79,20 @@ def test_app_without_embeddings_explains_how_to_build(tmp_path):
     assert "python build_index.py" in demo.config["components"][1]["props"]["value"]
     with pytest.raises(Exception, match="No embeddings are loaded"):
         service.recommend(str(tmp_path / "x.jpg"), 5, "cosine", None)
+
+
+def test_upload_over_the_size_limit_gets_a_message_before_it_is_sent(client, tmp_path):
+    big = tmp_path / "big.png"
+    big.write_bytes(oversized_png())
+    with pytest.raises(ValueError, match="exceeds the maximum file size"):
+        recommend(client, big)
+
+
+def test_app_started_without_embeddings_serves_instructions(tmp_path, example_photo):
+    (tmp_path / "embeddings").mkdir()
+    with running_app(tmp_path / "embeddings", log_path=tmp_path / "app.log") as url:
+        assert "python build_index.py" in httpx.get(url + "config").text
+        with pytest.raises(AppError, match="No embeddings are loaded"):
+            Client(url, verbose=False).predict(
+                handle_file(str(example_photo)), 5, "cosine", None, api_name="/recommend"
+            )

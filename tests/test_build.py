@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
+import time
 
 import datasets
 import numpy as np
@@ -12,7 +15,7 @@ import build_index
 from lookalike import build as build_module
 from lookalike.build import BuildConfig
 from lookalike.build import build_index as build
-from lookalike.catalog import CatalogSource
+from lookalike.catalog import REPO_ROOT, CatalogSource
 from lookalike.embedding_store import METADATA_FILE, MissingIndexError, load_index, push_index_to_hub
 
 
@@ -68,6 +71,38 @@ def test_interrupted_build_resumes_and_matches_a_clean_build(small_catalog_dir, 
     assert resumed.ids == clean.ids and resumed.splits == clean.splits
     assert np.allclose(resumed.embeddings, clean.embeddings, atol=1e-5)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clean", "out"]  # no leftovers
+
+
+def wait_for_first_chunk(process: subprocess.Popen, work_dir, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not any(work_dir.glob("chunk-*.parquet")):
+        assert process.poll() is None, f"the build ended (code {process.returncode}) before it could be killed"
+        assert time.monotonic() < deadline, "no checkpoint was written in time"
+        time.sleep(0.02)
+
+
+@pytest.mark.slow
+def test_build_killed_with_sigkill_resumes_with_the_same_command(small_catalog_dir, small_index_dir, tmp_path):
+    output = tmp_path / "out"
+    build(BuildConfig(source=CatalogSource(str(small_catalog_dir)), model="color-histogram", output=output), False)
+    command = [sys.executable, "build_index.py", str(small_catalog_dir), "--output", str(output), "--chunk-size", "2"]
+    work_dir = tmp_path / ".out.partial"
+    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_first_chunk(process, work_dir)
+    process.kill()  # SIGKILL: no handler, no cleanup, like a lost machine
+    process.wait()
+    finished = len(list(work_dir.glob("chunk-*.parquet")))
+    assert 1 <= finished < 12, "the kill should land part-way through the 12 chunks"
+    assert load_index(output).metadata.model_id == "color-histogram"  # the old index, complete, still in place
+
+    rerun = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"Indexed 24 images into {output} ({2 * finished} resumed from an interrupted run)" in rerun.stdout
+    resumed, clean = load_index(output), load_index(small_index_dir)
+    assert len(set(resumed.ids)) == len(resumed.ids) == 24
+    assert (resumed.ids, resumed.labels, resumed.splits) == (clean.ids, clean.labels, clean.splits)
+    assert np.allclose(resumed.embeddings, clean.embeddings, atol=1e-5)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no checkpoints or staging left behind
 
 
 def test_rebuild_replaces_the_old_index(small_catalog_dir, tmp_path):
