@@ -15,6 +15,7 @@ from pathlib import Path
 from lookalike.backbones import DEFAULT_BACKBONE, available_backbones
 from lookalike.build import BuildConfig, build_index
 from lookalike.catalog import CatalogSource
+from lookalike.inference import InferenceKind
 from lookalike.runtime import reexec_with_fast_malloc
 
 
@@ -34,6 +35,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=BuildConfig.chunk_size,
         help="images per checkpoint: a build that is killed and rerun redoes at most this many",
     )
+    parser.add_argument(
+        "--inference",
+        choices=[kind.value for kind in InferenceKind],
+        default=InferenceKind.AUTO.value,
+        help="what runs the model: auto = ONNX Runtime if installed (same embeddings, faster), else PyTorch",
+    )
+    parser.add_argument("--decode-workers", type=int, default=2, help="threads decoding images during inference")
     parser.add_argument("--image-column", default="image", help="image column of a Hub dataset")
     parser.add_argument("--label-column", default="label", help="category column of a Hub dataset")
     parser.add_argument("--id-column", help="id column of a Hub dataset (default: row number)")
@@ -56,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         output=output,
         batch_size=args.batch_size,
         chunk_size=args.chunk_size,
+        inference=args.inference,
+        decode_workers=args.decode_workers,
         test_fraction=args.test_fraction,
         split_seed=args.seed,
     )

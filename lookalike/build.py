@@ -16,9 +16,11 @@ from tqdm.auto import tqdm
 
 from .backbones import DEFAULT_BACKBONE, Backbone, load_backbone
 from .catalog import Catalog, CatalogItem, CatalogSource, load_catalog, stratified_split
-from .embedding import embed_images
+from .embedding import l2_normalize
 from .embedding_store import IndexMetadata, save_index
-from .images import ImageError, encode_jpeg, open_image, thumbnail
+from .inference import Inference, InferenceConfig, InferenceKind, load_inference
+from .pipeline import PipelineConfig, embed_batches, ordered_map, prepare
+from .preprocessing import Preprocessing
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +33,10 @@ class BuildConfig:
     model: str = DEFAULT_BACKBONE
     output: Path = Path("embeddings") / DEFAULT_BACKBONE
     batch_size: int = 32
+    # ONNX Runtime when available (same embeddings as PyTorch to ~1e-6, 2-3x faster here).
+    inference: InferenceKind = InferenceKind.AUTO
+    # Threads decoding and resizing images while the model runs (Pillow releases the GIL).
+    decode_workers: int = 2
     test_fraction: float = 0.2
     split_seed: int = 0
     # Items per checkpoint file: a killed build loses at most this much work.
@@ -39,6 +45,11 @@ class BuildConfig:
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.chunk_size < 1:
             raise ValueError(f"batch_size and chunk_size must be >= 1, got {self.batch_size}, {self.chunk_size}")
+        object.__setattr__(self, "inference", InferenceKind(self.inference))
+
+    @property
+    def pipeline(self) -> PipelineConfig:
+        return PipelineConfig(batch_size=self.batch_size, decode_workers=self.decode_workers)
 
 
 @dataclass(frozen=True)
@@ -64,7 +75,8 @@ def build_index(config: BuildConfig, show_progress: bool = True) -> BuildReport:
     catalog = load_catalog(config.source)
     splits = catalog.given_splits or stratified_split(catalog.labels, config.test_fraction, config.split_seed)
     backbone = load_backbone(config.model)
-    work_dir = _prepare_work_dir(config, catalog, backbone)
+    inference = load_inference(backbone, InferenceConfig(kind=config.inference))
+    work_dir = _prepare_work_dir(config, catalog, backbone, inference)
     n_chunks = -(-len(catalog.items) // config.chunk_size)
     n_resumed = 0
     with tqdm(total=len(catalog.items), desc=f"Embedding with {backbone.name}", disable=not show_progress) as bar:
@@ -75,7 +87,9 @@ def build_index(config: BuildConfig, show_progress: bool = True) -> BuildReport:
             if chunk_file.exists():
                 n_resumed += len(items)
             else:
-                table = _embed_chunk(backbone, items, splits[start : start + len(items)], config.batch_size)
+                table = _embed_chunk(
+                    inference, backbone.preprocessing, items, splits[start : start + len(items)], config.pipeline
+                )
                 _write_atomically(table, chunk_file)
             bar.update(len(items))
     table = pa.concat_tables(pq.read_table(work_dir / f"chunk-{c:06d}.parquet") for c in range(n_chunks))
@@ -93,18 +107,20 @@ def build_index(config: BuildConfig, show_progress: bool = True) -> BuildReport:
         n_items=kept.num_rows,
         split_column=config.source.split_column,
         skipped=[{"id": s.id, "reason": s.reason} for s in skipped],
+        inference=inference.name,
     )
     save_index(_to_dataset(kept, backbone.embedding_dim), metadata, config.output)
     shutil.rmtree(work_dir)
     return BuildReport(output=Path(config.output), n_indexed=kept.num_rows, n_resumed=n_resumed, skipped=skipped)
 
 
-def _prepare_work_dir(config: BuildConfig, catalog: Catalog, backbone: Backbone) -> Path:
+def _prepare_work_dir(config: BuildConfig, catalog: Catalog, backbone: Backbone, inference: Inference) -> Path:
     """The checkpoint folder, emptied if it belongs to a different build."""
     work_dir = Path(config.output).with_name(f".{Path(config.output).name}.partial")
     identity = {
         "model": backbone.name,
         "weights": backbone.fingerprint,
+        "inference": inference.name,
         "preprocessing": backbone.preprocessing.to_dict(),
         "source": catalog.source,
         "n_items": len(catalog.items),
@@ -123,28 +139,34 @@ def _prepare_work_dir(config: BuildConfig, catalog: Catalog, backbone: Backbone)
     return work_dir
 
 
-def _embed_chunk(backbone: Backbone, items: list[CatalogItem], splits: list[str], batch_size: int) -> pa.Table:
-    images, errors = [], []
-    for item in items:
-        try:
-            images.append(open_image(item.image))
-            errors.append(None)
-        except ImageError as error:
-            images.append(None)
-            errors.append(str(error))
-    readable = [image for image in images if image is not None]
-    vectors = iter(embed_images(backbone, readable, batch_size))
-    embeddings, thumbnails = [], []
-    for image in images:
-        embeddings.append(next(vectors) if image is not None else None)
-        thumbnails.append({"bytes": encode_jpeg(thumbnail(image)), "path": None} if image is not None else None)
+def _embed_chunk(
+    inference: Inference,
+    preprocessing: Preprocessing,
+    items: list[CatalogItem],
+    splits: list[str],
+    pipeline: PipelineConfig,
+) -> pa.Table:
+    prepared = ordered_map(
+        lambda item: prepare(item.image, preprocessing, with_thumbnail=True),
+        items,
+        workers=pipeline.decode_workers,
+        ahead=2 * pipeline.batch_size,
+    )
+    embeddings, thumbnails, errors = [], [], []
+    for batch, features in embed_batches(inference, prepared, pipeline.batch_size):
+        vectors = iter(l2_normalize(features))
+        for item in batch:
+            readable = item.pixels is not None
+            embeddings.append(next(vectors).tolist() if readable else None)
+            thumbnails.append({"bytes": item.thumbnail_jpeg, "path": None} if readable else None)
+            errors.append(item.error)
     return pa.table(
         {
             "id": [item.id for item in items],
             "label": [item.label for item in items],
             "split": splits,
             "image": thumbnails,
-            "embedding": [e.tolist() if e is not None else None for e in embeddings],
+            "embedding": embeddings,
             "error": pa.array(errors, type=pa.string()),
         }
     )

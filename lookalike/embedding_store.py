@@ -39,6 +39,7 @@ class IndexMetadata:
     n_items: int
     split_column: str | None = None  # set when the source's own split was kept instead of the seeded one
     skipped: list[dict[str, str]] = field(default_factory=list)
+    inference: str | None = None  # what ran the model (onnx, torch, ...); None: built before it was recorded
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     def to_json(self) -> str:

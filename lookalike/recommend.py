@@ -13,6 +13,7 @@ from .backbones import Backbone, load_backbone
 from .embedding import embed_images
 from .embedding_store import EmbeddingIndex, load_index
 from .images import ImageSource, open_image
+from .inference import Inference, InferenceConfig, load_inference
 from .search import Metric, top_k
 
 # An upload this close to a catalog item is that item's own photo (re-encoded, resized):
@@ -37,25 +38,28 @@ class Recommendation:
 class Recommender:
     """An embeddings index and the backbone that made it, checked to belong together."""
 
-    def __init__(self, index: EmbeddingIndex, backbone: Backbone) -> None:
+    def __init__(self, index: EmbeddingIndex, backbone: Backbone, inference: Inference | None = None) -> None:
         index.metadata.check_matches(
             backbone.name, backbone.embedding_dim, backbone.preprocessing, backbone.fingerprint
         )
         self.index = index
         self.backbone = backbone
+        self.inference = inference  # None: the backbone's PyTorch forward pass
         self._row_of_id = {item_id: row for row, item_id in enumerate(index.ids)}
 
     @classmethod
-    def from_path(cls, path: str | Path) -> Recommender:
+    def from_path(cls, path: str | Path, inference: InferenceConfig | None = None) -> Recommender:
+        """Load embeddings and their backbone; queries run on ONNX Runtime when it is available."""
         index = load_index(path)
-        return cls(index, load_backbone(index.metadata.model_id))
+        backbone = load_backbone(index.metadata.model_id)
+        return cls(index, backbone, load_inference(backbone, inference))
 
     @property
     def name(self) -> str:
         return self.index.metadata.model_id
 
     def embed(self, images: Sequence[ImageSource]) -> np.ndarray:
-        return embed_images(self.backbone, [open_image(image) for image in images])
+        return embed_images(self.backbone, [open_image(image) for image in images], inference=self.inference)
 
     def recommend(self, image: ImageSource, k: int = 5, metric: Metric | str = Metric.COSINE) -> list[Recommendation]:
         """The k catalog products most similar to a picture; the picture's own item is left out."""
