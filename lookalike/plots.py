@@ -118,3 +118,18 @@ def embedding_map(embeddings: np.ndarray, labels: Sequence[str], model: str, pat
     axis.set(xticks=[], yticks=[], title=f"Catalog embeddings (t-SNE): {model}")
     axis.legend(fontsize=7, markerscale=1.5, bbox_to_anchor=(1.01, 1), loc="upper left")
     return _save(figure, path)
+
+
+def training_curves(history: Sequence, k: int, title: str, path: Path) -> Path:
+    """Training loss and test-split Precision@K per epoch (epoch 0: the pre-trained backbone)."""
+    epochs = [record.epoch for record in history]
+    figure, (loss_axis, precision_axis) = plt.subplots(1, 2, figsize=(10, 3.8))
+    trained = [record for record in history if record.loss is not None]
+    loss_axis.plot([r.epoch for r in trained], [r.loss for r in trained], marker="o")
+    loss_axis.set(xlabel="epoch", ylabel="training loss", title="Loss", xticks=epochs)
+    precision_axis.plot(epochs, [record.precision_at_k for record in history], marker="o", color="C1")
+    precision_axis.axhline(history[0].precision_at_k, color="grey", linestyle="--", label="pre-trained")
+    precision_axis.set(xlabel="epoch", ylabel=f"Precision@{k}", title=f"Test split Precision@{k}", xticks=epochs)
+    precision_axis.legend()
+    figure.suptitle(title)
+    return _save(figure, path)
