@@ -18,7 +18,8 @@ config = AppConfig(
     embeddings_dir=Path(os.environ.get("LOOKALIKE_EMBEDDINGS", here / "embeddings")),
     reports_dir=here / "reports",
 )
-service = LookalikeService.from_embeddings_dir(config.embeddings_dir, max_k=config.max_k)
+# Fine-tuned backbones are model folders named relative to the repository (models/...).
+service = LookalikeService.from_embeddings_dir(config.embeddings_dir, max_k=config.max_k, models_root=here)
 demo = build_demo(service, config)
 
 if __name__ == "__main__":

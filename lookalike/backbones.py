@@ -114,12 +114,19 @@ def available_backbones() -> list[str]:
     return sorted(BACKBONES)
 
 
-def load_backbone(name: str) -> Backbone:
-    """Build a registered backbone, or load a local model folder or Hub id with transformers."""
+def load_backbone(name: str, root: Path | None = None) -> Backbone:
+    """Build a registered backbone, or load a local model folder or Hub id with transformers.
+
+    A relative folder is looked up under `root` (default: the working directory): embeddings that
+    name `models/x` then load wherever the app is started from, and keep `models/x` as their name.
+    """
     if name in BACKBONES:
         spec = BACKBONES[name]
         return Backbone(name=name, model=spec.build().eval(), preprocessing=spec.preprocessing)
-    if Path(name).is_dir() or _looks_like_hub_id(name):
+    folder = Path(root or ".") / name
+    if folder.is_dir():
+        return _load_pretrained(name, str(folder))
+    if _looks_like_hub_id(name):
         return _load_pretrained(name)
     raise UnknownBackboneError(
         f"Unknown backbone {name!r}. Registered backbones: {', '.join(available_backbones())}. "
@@ -133,10 +140,11 @@ def _looks_like_hub_id(name: str) -> bool:
     return len(parts) == 2 and all(parts) and not name.startswith((".", "/"))
 
 
-def _load_pretrained(name_or_path: str) -> Backbone:
+def _load_pretrained(name: str, location: str | None = None) -> Backbone:
     # Imported here: transformers' Auto classes are slow to import and most runs never need them.
     from transformers import AutoImageProcessor, AutoModel
 
+    name_or_path = location or name
     try:
         model = AutoModel.from_pretrained(name_or_path)
     except OSError as error:
@@ -149,4 +157,4 @@ def _load_pretrained(name_or_path: str) -> Backbone:
     except (OSError, ValueError):
         logger.warning("%s has no image processor config; using ImageNet preprocessing", name_or_path)
         preprocessing = Preprocessing()
-    return Backbone(name=name_or_path, model=model.eval(), preprocessing=preprocessing)
+    return Backbone(name=name, model=model.eval(), preprocessing=preprocessing)

@@ -48,10 +48,15 @@ class Recommender:
         self._row_of_id = {item_id: row for row, item_id in enumerate(index.ids)}
 
     @classmethod
-    def from_path(cls, path: str | Path, inference: InferenceConfig | None = None) -> Recommender:
-        """Load embeddings and their backbone; queries run on ONNX Runtime when it is available."""
+    def from_path(
+        cls, path: str | Path, inference: InferenceConfig | None = None, models_root: Path | None = None
+    ) -> Recommender:
+        """Load embeddings and their backbone; queries run on ONNX Runtime when it is available.
+
+        A backbone that is a relative model folder is looked up under `models_root`.
+        """
         index = load_index(path)
-        backbone = load_backbone(index.metadata.model_id)
+        backbone = load_backbone(index.metadata.model_id, models_root)
         return cls(index, backbone, load_inference(backbone, inference))
 
     @property

@@ -73,11 +73,13 @@ class LookalikeService:
     max_k: int = 24
 
     @classmethod
-    def from_embeddings_dir(cls, embeddings_dir: Path, max_k: int = 24) -> LookalikeService:
+    def from_embeddings_dir(
+        cls, embeddings_dir: Path, max_k: int = 24, models_root: Path | None = None
+    ) -> LookalikeService:
         recommenders, problems = {}, []
         for path in find_indexes(embeddings_dir):
             try:
-                recommenders[path.name] = Recommender.from_path(path)
+                recommenders[path.name] = Recommender.from_path(path, models_root=models_root)
             except Exception as error:  # one broken build must not take the others down
                 logger.exception("Cannot serve %s", path)
                 problems.append(f"{path.name}: {error}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -99,3 +101,12 @@ def test_fingerprint_tells_weights_apart(tiny_hub_models):
     resnet = load_backbone(tiny_hub_models["resnet"])
     assert resnet.fingerprint == load_backbone(tiny_hub_models["resnet"]).fingerprint
     assert resnet.fingerprint != load_backbone(tiny_hub_models["convnext"]).fingerprint
+
+
+def test_relative_model_folder_is_found_under_root_and_keeps_its_name(tiny_hub_models, tmp_path, monkeypatch):
+    root = Path(tiny_hub_models["resnet"]).parent
+    monkeypatch.chdir(tmp_path)  # somewhere the relative name does not exist
+    backbone = load_backbone("resnet", root=root)
+    assert backbone.name == "resnet" and backbone.embedding_dim == 16
+    with pytest.raises(UnknownBackboneError):
+        load_backbone("resnet")
