@@ -10,6 +10,14 @@ install:
 
 install-dev: install
 	$(PIP) -r requirements-dev.txt
+	@# The browser test needs Debian's chromium and its driver: Selenium cannot download a browser build offline.
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+		if command -v apt-get >/dev/null; then \
+			$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && \
+			$$( [ "$$(id -u)" = 0 ] || echo sudo ) env DEBIAN_FRONTEND=noninteractive \
+				apt-get install -y -qq --no-install-recommends chromium chromium-driver; \
+		else echo "No chromium/chromedriver and no apt-get: tests/test_browser.py will be skipped."; fi; \
+	fi
 
 app: install
 	$(PYTHON) app.py

@@ -1,0 +1,112 @@
+"""The page as a person uses it, in headless Chromium: upload, examples, compare, a bad upload.
+
+Screenshots of each step go to screenshots/ (git-ignored) to be looked at after a run.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as seen
+from selenium.webdriver.support.ui import WebDriverWait
+
+from lookalike.catalog import REPO_ROOT
+
+SCREENSHOTS = REPO_ROOT / "screenshots"
+DEFAULT_K = 8
+# Debian's chromium and chromium-driver (`make install-dev` installs them); Selenium must not
+# try to download a browser build, which cannot work offline.
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        CHROMIUM is None or CHROMEDRIVER is None,
+        reason="needs Debian chromium and chromium-driver on PATH: apt-get install chromium chromium-driver",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    # --no-sandbox because CI runs as root; a fixed window keeps screenshots comparable.
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1500"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    SCREENSHOTS.mkdir(exist_ok=True)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def page(browser, app_url):
+    browser.get(app_url)
+    WebDriverWait(browser, 60).until(seen.presence_of_element_located((By.CSS_SELECTOR, "input[type=file]")))
+    return browser
+
+
+def wait(driver, timeout: float = 60) -> WebDriverWait:
+    return WebDriverWait(driver, timeout)
+
+
+def gallery_captions(driver) -> list[str]:
+    return [item.text for item in driver.find_elements(By.CSS_SELECTOR, "button.thumbnail-item .caption-label")]
+
+
+def wait_for_gallery(driver, k: int = DEFAULT_K) -> list[str]:
+    wait(driver).until(lambda d: len(gallery_captions(d)) == k and all(gallery_captions(d)))
+    return gallery_captions(driver)
+
+
+def upload(driver, path: Path, index: int = 0) -> None:
+    driver.find_elements(By.CSS_SELECTOR, "input[type=file]")[index].send_keys(str(path))
+
+
+def test_uploading_a_photo_shows_k_captioned_recommendations(page, example_photo):
+    upload(page, example_photo)
+    captions = wait_for_gallery(page)
+    assert all(" · similarity " in caption for caption in captions)
+    assert sum(caption.startswith("fruit") for caption in captions) >= DEFAULT_K // 2
+    wait(page).until(lambda d: "Average similarity of the top 8" in d.find_element(By.TAG_NAME, "body").text)
+    page.save_screenshot(SCREENSHOTS / "1-upload.png")
+
+
+def test_clicking_an_example_recommends_for_it(page):
+    example = next(b for b in page.find_elements(By.CSS_SELECTOR, "button") if b.text.strip() == "flower")
+    page.execute_script("arguments[0].scrollIntoView({block: 'center'});", example)
+    example.click()
+    captions = wait_for_gallery(page)
+    page.save_screenshot(SCREENSHOTS / "2-example.png")
+    assert sum(caption.startswith("flower") for caption in captions) >= DEFAULT_K // 2, captions
+
+
+def test_compare_tab_gives_the_similarity_of_two_photos(page, example_photo):
+    next(tab for tab in page.find_elements(By.CSS_SELECTOR, "button[role=tab]") if "Compare" in tab.text).click()
+    # The tab renders when opened; then the file inputs are the Recommend tab's, Image A's and Image B's.
+    wait(page).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "input[type=file]")) == 3)
+    upload(page, example_photo, index=1)
+    upload(page, example_photo, index=2)
+    compare = next(b for b in page.find_elements(By.CSS_SELECTOR, "button") if b.text.strip() == "Compare")
+    wait(page).until(lambda d: compare.is_enabled())
+    compare.click()
+    try:
+        wait(page).until(lambda d: "Similarity: 1.000" in d.find_element(By.TAG_NAME, "body").text)
+    finally:
+        page.save_screenshot(SCREENSHOTS / "3-compare.png")
+
+
+def test_uploading_a_non_image_shows_a_readable_message(page, tmp_path):
+    notes = tmp_path / "notes.jpg"
+    notes.write_bytes(b"<html>404 Not Found</html>")
+    upload(page, notes)
+    message = "This file is not an image Pillow can read"
+    wait(page).until(lambda d: message in d.find_element(By.TAG_NAME, "body").text)
+    page.save_screenshot(SCREENSHOTS / "4-not-an-image.png")
+    assert "Traceback" not in page.find_element(By.TAG_NAME, "body").text
