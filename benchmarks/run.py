@@ -1,0 +1,113 @@
+"""Embedding throughput and query latency of Lookalike on this machine, naive vs optimised, in one run.
+
+    python benchmarks/run.py [--quick] [--json FILE]
+
+--quick (under a minute): 64 images, catalogs of 10k and 100k. Full: 273 images, 10k, 100k and 1M.
+The CPU may be shared: compare figures from the same run, not across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))  # run as a script from anywhere, like build_index.py
+
+from embedding_speed import measure_embedding  # noqa: E402
+from query_speed import measure_queries  # noqa: E402
+
+from lookalike.ann import ANN_MIN_ITEMS  # noqa: E402
+from lookalike.runtime import reexec_with_fast_malloc  # noqa: E402
+
+RECALL_TARGET = 0.95
+
+
+def app_cold_start_s(warm_cache: bool) -> float:
+    """Seconds for a fresh interpreter to import app.py: load every bundled index and model, build the UI."""
+    env = {**os.environ, "LOOKALIKE_EMBEDDINGS": str(REPO_ROOT / "embeddings")}
+    command = [sys.executable, "-c", "import app"]
+    if warm_cache:  # a first start exports each backbone to ONNX once (~1-2 s each)
+        subprocess.run(command, cwd=REPO_ROOT, env=env, check=True, capture_output=True)
+    start = time.perf_counter()
+    subprocess.run(command, cwd=REPO_ROOT, env=env, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def served_figures(figures) -> dict:
+    """Per size, what the app would serve: exact below ANN_MIN_ITEMS, else the fastest ANN setting
+    that reaches the recall target."""
+    served = {}
+    for n in sorted({f.n_items for f in figures}):
+        exact = next(f for f in figures if f.n_items == n and f.method == "exact")
+        good_ann = [f for f in figures if f.n_items == n and f.method != "exact" and f.recall_at_10 >= RECALL_TARGET]
+        choice = min(good_ann, key=lambda f: f.query_p50_ms) if n >= ANN_MIN_ITEMS and good_ann else exact
+        served[str(n)] = asdict(choice)
+    return served
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes, under a minute")
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+    n_images, sizes, n_queries = (64, [10_000, 100_000], 30) if args.quick else (273, [10_000, 100_000, 1_000_000], 100)
+
+    embedding = measure_embedding(n_images)
+    print(f"Embedding {embedding.n_images} JPEG files (500x500) with {embedding.backbone}, end to end:")
+    print(f"  naive (decode -> transformers processor -> torch, 1 at a time): {embedding.naive_img_s:7.1f} images/s")
+    print(f"  fast  ({embedding.fast_inference}): {embedding.fast_img_s:7.1f} images/s")
+    print(
+        f"  speed-up {embedding.speedup:.2f}x; FLOP-bound limit {embedding.flop_bound_img_s:.0f} images/s "
+        f"({embedding.gflop_per_image:.3f} GFLOP/image at {embedding.matmul_gflop_s:.0f} GFLOP/s fp32 matmul)"
+    )
+    print(
+        f"  P@5 naive {embedding.naive_precision_at_k:.4f} vs fast {embedding.fast_precision_at_k:.4f}; "
+        f"max |difference| of unit embeddings {embedding.max_abs_difference:.1e}"
+    )
+
+    embed_ms, figures = measure_queries(sizes, n_queries)
+    print(
+        f"\nOne query = photo bytes -> preprocess -> forward pass (p50 {sorted(embed_ms)[len(embed_ms) // 2]:.1f} ms) "
+        "-> top-10, on clustered synthetic 1280-d embeddings:"
+    )
+    print(
+        f"  {'items':>9} {'method':<18} {'p50 ms':>7} {'p95 ms':>7} {'search p50':>10} {'recall@10':>9} "
+        f"{'bytes/item':>10} {'build s':>7}"
+    )
+    for f in figures:
+        print(
+            f"  {f.n_items:>9,} {f.method:<18} {f.query_p50_ms:7.1f} {f.query_p95_ms:7.1f} {f.search_p50_ms:10.2f} "
+            f"{f.recall_at_10:9.3f} {f.bytes_per_item:10.0f} {f.build_s:7.1f}"
+        )
+
+    cold_start = app_cold_start_s(warm_cache=not args.quick)
+    print(f"\nApp cold start (import app.py: 3 bundled indexes, models, UI): {cold_start:.1f} s")
+
+    if args.json:
+        result = {
+            "embed_naive_img_s": embedding.naive_img_s,
+            "embed_fast_img_s": embedding.fast_img_s,
+            "embed_speedup": embedding.speedup,
+            "flop_bound_img_s": embedding.flop_bound_img_s,
+            "embedding": {**asdict(embedding), "speedup": embedding.speedup},
+            "query_embed_p50_ms": float(sorted(embed_ms)[len(embed_ms) // 2]),
+            "catalog_sizes": served_figures(figures),
+            "all_query_figures": [asdict(f) for f in figures],
+            "app_cold_start_s": cold_start,
+            "quick": args.quick,
+        }
+        args.json.write_text(json.dumps(result, indent=2))
+        print(f"Wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    reexec_with_fast_malloc()
+    sys.exit(main())
