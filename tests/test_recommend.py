@@ -6,7 +6,8 @@ import pytest
 
 from lookalike.backbones import load_backbone
 from lookalike.embedding_store import IndexMismatchError, load_index
-from lookalike.recommend import Recommender, average_similarity
+from lookalike.filters import CategoryFilter
+from lookalike.recommend import RecommendationRequest, Recommender, average_similarity
 
 
 @pytest.fixture(scope="module")
@@ -51,3 +52,53 @@ def test_similarity_of_a_photo_with_itself_is_one(recommender, example_photo):
 def test_embeddings_from_another_backbone_are_refused(small_index_dir):
     with pytest.raises(IndexMismatchError, match=r"--model efficientnet-lite0.*build_index.py --model mobilenet-v2"):
         Recommender(load_index(small_index_dir), load_backbone("mobilenet-v2"))
+
+
+def catalog_photos(small_catalog_dir, category, n):
+    return sorted((small_catalog_dir / category).glob("*.jpg"))[:n]
+
+
+def test_a_set_of_liked_products_never_gets_itself_back(recommender, small_catalog_dir):
+    uploads = catalog_photos(small_catalog_dir, "flower", 2)
+    picked = [recommender.ids[recommender.labels.index("flower") + 3]]
+    found = recommender.search(RecommendationRequest(k=21), images=uploads, item_ids=picked)
+    inputs = {f"flower/{path.name}" for path in uploads} | set(picked)
+    assert len(found.items) == 21 and not inputs & {r.id for r in found.items}
+    assert found.query_categories == ("flower",)
+    assert sum(r.label == "flower" for r in found.items[:3]) == 3  # the 3 other flowers come first
+
+
+def test_set_size_is_limited_and_empty_sets_are_refused(recommender, small_catalog_dir):
+    with pytest.raises(ValueError, match="At most 5"):
+        recommender.search(RecommendationRequest(), item_ids=recommender.ids[:6])
+    with pytest.raises(ValueError, match="at least one"):
+        recommender.search(RecommendationRequest())
+
+
+def test_filters_restrict_the_categories(recommender, example_photo):
+    only = recommender.search(
+        RecommendationRequest(k=10, filter=CategoryFilter(only=("flower", "money"))), [example_photo]
+    )
+    assert len(only.items) == 10 and {r.label for r in only.items} == {"flower", "money"}
+    matching = recommender.search(
+        RecommendationRequest(k=8, filter=CategoryFilter(exclude_query_category=True)), [example_photo]
+    )
+    assert matching.query_categories == ("fruit",)
+    assert len(matching.items) == 8 and "fruit" not in {r.label for r in matching.items}
+    with pytest.raises(ValueError, match="Unknown categories shoes"):
+        recommender.search(RecommendationRequest(filter=CategoryFilter(only=("shoes",))), [example_photo])
+
+
+def test_less_like_this_hides_the_products_and_moves_away_from_them(recommender, example_photo):
+    before = recommender.search(RecommendationRequest(k=8), [example_photo]).items
+    not_wanted = tuple(r.id for r in before[:2])
+    after = recommender.search(RecommendationRequest(k=8, less_like_ids=not_wanted), [example_photo]).items
+    assert not set(not_wanted) & {r.id for r in after}
+    hidden_only = recommender.search(RecommendationRequest(k=8), [example_photo], item_ids=()).items[2:]
+    negatives = recommender.index.embeddings[[recommender.row_of(i) for i in not_wanted]].mean(axis=0)
+
+    def closeness(results):
+        return sum(recommender.index.embeddings[recommender.row_of(r.id)] @ negatives for r in results) / len(results)
+
+    # On 24 products the next 6 may be the same ones; test_feedback measures the move on 273.
+    assert closeness(after[:6]) <= closeness(hidden_only) + 1e-6
