@@ -48,3 +48,29 @@ eval-fashion-mnist:
 		--split-column split --model $$m --output $(FMNIST)-embeddings/$$m; done
 	$(PYTHON) -m lookalike.evaluate $(addprefix $(FMNIST)-embeddings/,$(BACKBONES)) \
 		--k 1 5 10 20 --report reports/fashion-mnist
+
+# Fine-tuning (issue: fine-tuning). The bundled catalog's fine-tuned backbone is committed in models/.
+TUNED = models/efficientnet-lite0-finetuned
+FMNIST_TUNED = models/fashion-mnist-lite0
+
+.PHONY: finetune-bundled finetune-fashion-mnist
+finetune-bundled:
+	test -f $(TUNED)/model.safetensors || $(PYTHON) -m lookalike.finetune --output $(TUNED)
+	test -d embeddings/efficientnet-lite0-finetuned || $(PYTHON) build_index.py --model $(TUNED) \
+		--output embeddings/efficientnet-lite0-finetuned
+	$(PYTHON) -m lookalike.evaluate embeddings/efficientnet-lite0 embeddings/efficientnet-lite0-finetuned \
+		embeddings/mobilenet-v2 embeddings/color-histogram --k 1 5 10 --report reports/finetune-bundled
+
+# Fine-tune on the Fashion-MNIST subset's train split; compare on its test split, and check the
+# tuned model on another domain (the bundled catalog, leave-one-out) against the pre-trained one.
+finetune-fashion-mnist: eval-fashion-mnist
+	test -f $(FMNIST_TUNED)/model.safetensors || $(PYTHON) -m lookalike.finetune --source $(FMNIST) \
+		--split-column split --output $(FMNIST_TUNED) --trainable-blocks 8 --views 2 --epochs 6
+	test -d $(FMNIST)-embeddings/tuned || $(PYTHON) build_index.py $(FMNIST) --split-column split \
+		--model $(FMNIST_TUNED) --output $(FMNIST)-embeddings/tuned
+	$(PYTHON) -m lookalike.evaluate $(FMNIST)-embeddings/efficientnet-lite0 $(FMNIST)-embeddings/tuned \
+		--k 1 5 10 20 --report reports/finetune-fashion-mnist
+	test -d data/bundled-fashion-mnist-tuned || $(PYTHON) build_index.py --model $(FMNIST_TUNED) \
+		--output data/bundled-fashion-mnist-tuned
+	$(PYTHON) -m lookalike.evaluate embeddings/efficientnet-lite0 data/bundled-fashion-mnist-tuned \
+		--protocol leave-one-out --k 1 5 10 --report reports/finetune-fashion-mnist-other-domain

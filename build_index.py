@@ -82,12 +82,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {skipped.id}: {skipped.reason}")
     if args.push_to_hub:
         from lookalike.embedding_store import push_index_to_hub
+        from lookalike.hub import push_exit_code
 
-        try:
-            print(f"Published to {push_index_to_hub(report.output, args.push_to_hub)}")
-        except ConnectionError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 3
+        return push_exit_code(lambda: push_index_to_hub(report.output, args.push_to_hub))
     return 0
 
 

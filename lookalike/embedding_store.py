@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .hub import upload_or_explain
 from .preprocessing import Preprocessing
 
 METADATA_FILE = "lookalike.json"
@@ -171,14 +172,12 @@ def find_indexes(root: str | Path) -> list[Path]:
 
 
 def push_index_to_hub(path: str | Path, repo_id: str, private: bool = False) -> str:
-    """Publish embeddings as a Hub dataset (parquet) plus the metadata file.
-
-    The token comes from the environment (HF_TOKEN) or `hf auth login`, never from code.
-    """
+    """Publish embeddings as a Hub dataset (parquet) plus the metadata file."""
     from huggingface_hub import HfApi
 
     index = load_index(path)
-    try:
+
+    def upload() -> None:
         index.dataset.push_to_hub(repo_id, private=private)
         HfApi().upload_file(
             path_or_fileobj=str(Path(path) / METADATA_FILE),
@@ -186,10 +185,6 @@ def push_index_to_hub(path: str | Path, repo_id: str, private: bool = False) -> 
             repo_id=repo_id,
             repo_type="dataset",
         )
-    except Exception as error:  # network, auth and Hub errors all mean the same to the user
-        raise ConnectionError(
-            f"Could not push to the Hub dataset {repo_id!r}: {error}. "
-            f"The local embeddings at {path} are intact; retry with network access and a token "
-            "(HF_TOKEN or `hf auth login`)."
-        ) from error
+
+    upload_or_explain("embeddings", Path(path), repo_id, upload)
     return f"https://huggingface.co/datasets/{repo_id}"

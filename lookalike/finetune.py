@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from .augment import Augmentation
 from .backbones import DEFAULT_BACKBONE, Backbone, load_backbone
 from .catalog import CatalogSource, load_catalog, stratified_split
+from .hub import push_exit_code, upload_or_explain
 from .images import ImageError, open_image
 from .losses import ProxyCosFaceLoss
 from .metrics import precision_at_k
@@ -327,17 +328,15 @@ def save_finetuned(backbone: Backbone, config: FinetuneConfig, result: FinetuneR
     training_curves(result.history, config.eval_k, f"{config.model} fine-tuned", output / "training_curves.png")
 
 
-def push_finetuned(output: Path, repo_id: str) -> None:
-    """Publish the model folder; the token comes from HF_TOKEN or `hf auth login`."""
+def push_finetuned(output: Path, repo_id: str) -> str:
+    """Publish the model folder (without its checkpoints) as a Hub model repo."""
     from huggingface_hub import HfApi
 
-    try:
+    def upload() -> None:
         HfApi().upload_folder(folder_path=str(output), repo_id=repo_id, ignore_patterns=[f"{CHECKPOINTS}/*"])
-    except Exception as error:
-        raise ConnectionError(
-            f"Could not push {output} to the Hub repo {repo_id}: {error}. The fine-tuned model at {output} is "
-            "intact; retry with network access and a token (HF_TOKEN or `hf auth login`)."
-        ) from error
+
+    upload_or_explain("fine-tuned model files", output, repo_id, upload)
+    return f"https://huggingface.co/{repo_id}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -373,11 +372,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Saved to {result.output}; use it with --model {result.output}"
     )
     if args.push_to_hub:
-        try:
-            push_finetuned(result.output, args.push_to_hub)
-        except ConnectionError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 3
+        return push_exit_code(lambda: push_finetuned(result.output, args.push_to_hub))
     return 0
 
 

@@ -118,7 +118,7 @@ def test_interrupted_run_resumes_to_the_same_weights(tiny_run, small_catalog_dir
 
 def test_push_without_network_keeps_the_model(tiny_run):
     config, _ = tiny_run
-    with pytest.raises(ConnectionError, match="is intact"):
+    with pytest.raises(ConnectionError, match="are intact"):
         push_finetuned(config.output, "someone/lookalike-finetuned")
     assert (config.output / "model.safetensors").exists()
 
