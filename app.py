@@ -12,11 +12,13 @@ if __name__ == "__main__":
 
 from lookalike.ui import AppConfig, LookalikeService, build_demo
 
-# LOOKALIKE_EMBEDDINGS points the app at another set of built embeddings (tests, other catalogs).
+# LOOKALIKE_EMBEDDINGS points the app at another set of built embeddings (tests, other catalogs);
+# LOOKALIKE_MODEL_CONCURRENCY suits the model queue to a machine with more cores.
 here = Path(__file__).parent
 config = AppConfig(
     embeddings_dir=Path(os.environ.get("LOOKALIKE_EMBEDDINGS", here / "embeddings")),
     reports_dir=here / "reports",
+    model_concurrency=int(os.environ.get("LOOKALIKE_MODEL_CONCURRENCY", AppConfig.model_concurrency)),
 )
 # Fine-tuned backbones are model folders named relative to the repository (models/...).
 service = LookalikeService.from_embeddings_dir(config.embeddings_dir, max_k=config.max_k, models_root=here)

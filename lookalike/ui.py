@@ -11,6 +11,7 @@ import gradio as gr
 
 from .catalog import EXAMPLES_DIR, load_image_folder
 from .embedding_store import find_indexes
+from .gallery_files import ThumbnailFiles
 from .images import ImageError, open_image
 from .recommend import Recommendation, Recommender, average_similarity
 from .report import latest_report
@@ -30,6 +31,10 @@ class AppConfig:
     max_file_size: str = "10mb"
     preferred_backbone: str = "efficientnet-lite0"
     reports_dir: Path = Path("reports")
+    # Model calls (recommend, compare) running at once, shared by all users; the rest queue.
+    # Measured in benchmarks/README.md: on 2 cores, 2 keeps both busy while one request decodes
+    # and the other runs the model; more only adds thread contention.
+    model_concurrency: int = 2
 
 
 def image_input(**options) -> gr.Image:
@@ -71,6 +76,7 @@ class LookalikeService:
     recommenders: dict[str, Recommender]
     load_problems: list[str] = field(default_factory=list)
     max_k: int = 24
+    thumbnails: ThumbnailFiles = field(default_factory=ThumbnailFiles)
 
     @classmethod
     def from_embeddings_dir(
@@ -116,7 +122,11 @@ class LookalikeService:
             f"**Average similarity of the top {len(results)}: {average_similarity(results):.3f}** (cosine) · "
             f"{recommender.name} · {len(recommender.index):,} products · {elapsed_ms:.0f} ms"
         )
-        return gallery_items(results, metric), [r.as_dict() for r in results], summary
+        gallery = [
+            (self.thumbnails.path_for(str(recommender.index.path), r.id, r.image), caption)
+            for r, caption in zip(results, gallery_captions(results, metric), strict=True)
+        ]
+        return gallery, [r.as_dict() for r in results], summary
 
     def compare(self, image_a: str | None, image_b: str | None, backbone: str | None) -> str:
         """A sentence giving the cosine similarity of two pictures."""
@@ -148,9 +158,9 @@ class LookalikeService:
         return heading + report.summary, [(str(path), caption) for path, caption in report.figures]
 
 
-def gallery_items(results: list[Recommendation], metric: Metric) -> list[tuple]:
+def gallery_captions(results: list[Recommendation], metric: Metric) -> list[str]:
     name = "similarity" if metric is Metric.COSINE else "distance"
-    return [(r.image, f"{r.label} · {name} {r.score:.3f}") for r in results]
+    return [f"{r.label} · {name} {r.score:.3f}" for r in results]
 
 
 def example_images(examples_dir: Path) -> list[tuple[str, str]]:
@@ -166,6 +176,8 @@ def build_demo(service: LookalikeService, config: AppConfig) -> gr.Blocks:
     names = list(service.recommenders)
     default = config.preferred_backbone if config.preferred_backbone in names else (names[0] if names else None)
     examples = example_images(config.examples_dir)
+    # One queue for every event that runs the model, so its limit bounds them all together.
+    model_queue = {"concurrency_id": "model", "concurrency_limit": config.model_concurrency}
     with gr.Blocks(title="Lookalike: visually similar products") as demo:
         gr.Markdown("# Lookalike\nShow a product you like and get the most visually similar products of the catalog.")
         if not names:
@@ -187,7 +199,7 @@ def build_demo(service: LookalikeService, config: AppConfig) -> gr.Blocks:
                     gallery = gr.Gallery(label="Recommendations", columns=4, height="auto", object_fit="contain")
                     results = gr.JSON(label="Results", open=False)
             inputs, outputs = [query, k, metric, backbone], [gallery, results, summary]
-            button.click(service.recommend, inputs, outputs, api_name="recommend")
+            button.click(service.recommend, inputs, outputs, api_name="recommend", **model_queue)
             if examples:
                 gr.Examples(
                     examples=[[path] for path, _ in examples],
@@ -196,14 +208,16 @@ def build_demo(service: LookalikeService, config: AppConfig) -> gr.Blocks:
                     label="Example photos (not in the catalog): click one",
                     examples_per_page=40,
                 )
-                query.change(_recommend_on_change(service), inputs, outputs, api_visibility="private")
+                query.change(_recommend_on_change(service), inputs, outputs, api_visibility="private", **model_queue)
         with gr.Tab("Compare two images"):
             with gr.Row():
                 image_a = image_input(label="Image A")
                 image_b = image_input(label="Image B")
             compare_button = gr.Button("Compare", variant="primary")
             verdict = gr.Markdown()
-            compare_button.click(service.compare, [image_a, image_b, backbone], verdict, api_name="compare")
+            compare_button.click(
+                service.compare, [image_a, image_b, backbone], verdict, api_name="compare", **model_queue
+            )
         with gr.Tab("Evaluation"):
             report_summary = gr.Markdown()
             report_figures = gr.Gallery(label="Figures", columns=2, height="auto", object_fit="contain")

@@ -65,12 +65,17 @@ def wait_for_gallery(driver, k: int = DEFAULT_K) -> list[str]:
     return gallery_captions(driver)
 
 
-def upload(driver, path: Path, index: int = 0) -> None:
-    driver.find_elements(By.CSS_SELECTOR, "input[type=file]")[index].send_keys(str(path))
+def upload(driver, path: Path, label: str) -> None:
+    """Send a file to the image input labelled `label` (the nearest block holding a file input)."""
+    xpath = (
+        f"(//*[@data-testid='block-label' and normalize-space()='{label}'])"
+        "/ancestor::div[.//input[@type='file']][1]//input[@type='file']"
+    )
+    wait(driver).until(seen.presence_of_element_located((By.XPATH, xpath))).send_keys(str(path))
 
 
 def test_uploading_a_photo_shows_k_captioned_recommendations(page, example_photo):
-    upload(page, example_photo)
+    upload(page, example_photo, "Your product")
     captions = wait_for_gallery(page)
     assert all(" · similarity " in caption for caption in captions)
     assert sum(caption.startswith("fruit") for caption in captions) >= DEFAULT_K // 2
@@ -89,10 +94,8 @@ def test_clicking_an_example_recommends_for_it(page):
 
 def test_compare_tab_gives_the_similarity_of_two_photos(page, example_photo):
     next(tab for tab in page.find_elements(By.CSS_SELECTOR, "button[role=tab]") if "Compare" in tab.text).click()
-    # The tab renders when opened; then the file inputs are the Recommend tab's, Image A's and Image B's.
-    wait(page).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "input[type=file]")) == 3)
-    upload(page, example_photo, index=1)
-    upload(page, example_photo, index=2)
+    upload(page, example_photo, "Image A")
+    upload(page, example_photo, "Image B")
     compare = next(b for b in page.find_elements(By.CSS_SELECTOR, "button") if b.text.strip() == "Compare")
     wait(page).until(lambda d: compare.is_enabled())
     compare.click()
@@ -105,7 +108,7 @@ def test_compare_tab_gives_the_similarity_of_two_photos(page, example_photo):
 def test_uploading_a_non_image_shows_a_readable_message(page, tmp_path):
     notes = tmp_path / "notes.jpg"
     notes.write_bytes(b"<html>404 Not Found</html>")
-    upload(page, notes)
+    upload(page, notes, "Your product")
     message = "This file is not an image Pillow can read"
     wait(page).until(lambda d: message in d.find_element(By.TAG_NAME, "body").text)
     page.save_screenshot(SCREENSHOTS / "4-not-an-image.png")
