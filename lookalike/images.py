@@ -59,6 +59,8 @@ def _decode(source: ImageSource) -> Image.Image:
             image = Image.open(io.BytesIO(data))
             _check_size(image)
             image.load()
+    except ImageError:
+        raise  # already says what is wrong; it is a ValueError, so the clause below would reword it
     except UnidentifiedImageError as error:
         raise ImageError("This file is not an image Pillow can read (JPEG, PNG, WebP, GIF, ...).") from error
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:

@@ -16,6 +16,7 @@ from selenium.webdriver.support import expected_conditions as seen
 from selenium.webdriver.support.ui import WebDriverWait
 
 from lookalike.catalog import REPO_ROOT
+from tests.upload_cases import oversized_png
 
 SCREENSHOTS = REPO_ROOT / "screenshots"
 DEFAULT_K = 8
@@ -113,3 +114,11 @@ def test_uploading_a_non_image_shows_a_readable_message(page, tmp_path):
     wait(page).until(lambda d: message in d.find_element(By.TAG_NAME, "body").text)
     page.save_screenshot(SCREENSHOTS / "4-not-an-image.png")
     assert "Traceback" not in page.find_element(By.TAG_NAME, "body").text
+
+
+def test_uploading_a_file_over_the_size_limit_shows_the_limit(page, tmp_path):
+    big = tmp_path / "big.png"
+    big.write_bytes(oversized_png())
+    upload(page, big, "Your product")
+    wait(page).until(lambda d: "exceed the maximum allowed size of 10.0 Mb" in d.find_element(By.TAG_NAME, "body").text)
+    page.save_screenshot(SCREENSHOTS / "5-too-large.png")

@@ -90,6 +90,12 @@ def test_decompression_bomb_is_refused_before_decoding():
         open_image(data)
 
 
+def test_picture_over_our_pixel_limit_names_its_size():
+    side = int(MAX_IMAGE_PIXELS**0.5) + 100  # over our limit, under Pillow's own
+    with pytest.raises(ImageError, match=rf"^The image is {side}x{side} pixels, more than the 64,000,000"):
+        open_image(encoded(Image.new("1", (side, side)), "PNG"))
+
+
 def test_missing_file_names_the_path(tmp_path):
     with pytest.raises(ImageError, match="No image file"):
         open_image(tmp_path / "nope.jpg")

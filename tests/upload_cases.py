@@ -92,7 +92,7 @@ UPLOAD_CASES = [
     UploadCase("zero-byte file", "empty.png", lambda: b"", "empty"),
     UploadCase("1x1 image", "dot.png", lambda: encoded(photo().resize((1, 1)), "PNG")),
     UploadCase("very large image (6000x4000)", "large.jpg", very_large_jpeg),
-    UploadCase("more pixels than the limit (64 Mpx)", "huge.png", over_pixel_limit_png, "pixels"),
+    UploadCase("more pixels than the limit (64 Mpx)", "huge.png", over_pixel_limit_png, "pixels we decode safely"),
     UploadCase("decompression bomb (400 Mpx)", "bomb.png", decompression_bomb_png, "too large to decode safely"),
     UploadCase("CMYK JPEG", "cmyk.jpg", lambda: encoded(photo().convert("CMYK"), "JPEG")),
     UploadCase("16-bit greyscale PNG", "deep.png", sixteen_bit_png),
