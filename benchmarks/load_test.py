@@ -102,6 +102,8 @@ def run_load(url: str, config: LoadConfig) -> dict:
     return {
         **asdict(config),
         "cpu_count": os.cpu_count(),
+        # Other work on the machine skews every figure: read them beside this.
+        "load_average_1min": round(os.getloadavg()[0], 2),
         "answered_correctly": len(latencies),
         "failed": len(failures),
         "failures_sample": failures[:10],
@@ -135,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"answered correctly {figures['answered_correctly']}, failed {figures['failed']} in {figures['wall_s']} s: "
         f"{figures['throughput_rps']} requests/s, latency p50 {figures['latency_p50_s']} s, "
-        f"p95 {figures['latency_p95_s']} s, max {figures['latency_max_s']} s"
+        f"p95 {figures['latency_p95_s']} s, max {figures['latency_max_s']} s "
+        f"(load average {figures['load_average_1min']})"
     )
     for failure in figures["failures_sample"]:
         print(f"  failed: {failure}")

@@ -32,8 +32,8 @@ class AppConfig:
     preferred_backbone: str = "efficientnet-lite0"
     reports_dir: Path = Path("reports")
     # Model calls (recommend, compare) running at once, shared by all users; the rest queue.
-    # Measured in benchmarks/README.md: on 2 cores, 2 keeps both busy while one request decodes
-    # and the other runs the model; more only adds thread contention.
+    # 1 and 2 gave the same throughput on 2 cores (benchmarks/README.md); 2 keeps one slow upload
+    # (a big photo decoding) from holding up everyone, and more would only contend for the cores.
     model_concurrency: int = 2
 
 
