@@ -2,18 +2,38 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
 
-from .search import SearchResults
+from .search import Metric, SearchResults, cosine_to_euclidean, n_searchable, top_k
 
 # Below this many items exact numpy search answers within the latency budget (16 ms at 100k,
 # 178 ms at 1M on 2 cores), builds instantly and is exact, so it stays the default.
 ANN_MIN_ITEMS = 250_000
 ANN_FILE = "ann.faiss"
+# What the index metadata records as its search method.
+EXACT_SEARCH = "exact"
+ANN_SEARCH = "ivf-sq8"
+
+
+class AnnMode(StrEnum):
+    AUTO = "auto"  # an approximate index from ANN_MIN_ITEMS items up, exact search below
+    ON = "on"
+    OFF = "off"
+
+
+def wants_ann(mode: AnnMode | str, n_items: int) -> bool:
+    """Whether a catalog of `n_items` gets an approximate index.
+
+    >>> wants_ann("auto", 10_000), wants_ann("auto", 1_000_000), wants_ann("on", 10)
+    (False, True, True)
+    """
+    mode = AnnMode(mode)
+    return mode is AnnMode.ON or (mode is AnnMode.AUTO and n_items >= ANN_MIN_ITEMS)
 
 
 @dataclass(frozen=True)
@@ -60,10 +80,11 @@ class AnnIndex:
         import faiss
 
         config = config or AnnConfig()
-        sample = np.ascontiguousarray(sample, dtype=np.float32)
         rng = np.random.default_rng(config.seed)
+        # Subsample before converting: `sample` may be a memory-mapped catalog far larger than RAM.
         if len(sample) > config.train_size:
             sample = sample[np.sort(rng.choice(len(sample), config.train_size, replace=False))]
+        sample = np.ascontiguousarray(sample, dtype=np.float32)
         # FAISS wants >= 39 training points per cell; small catalogs get fewer cells.
         n_lists = max(1, min(config.n_lists, len(sample) // 39))
         quantizer = faiss.IndexFlatIP(sample.shape[1])
@@ -108,6 +129,55 @@ class AnnIndex:
         if self.vectors is not None:
             scores, indices = self._rerank(queries, indices)
         return SearchResults(indices=indices[:, :k].astype(np.int64), scores=scores[:, :k].astype(np.float32))
+
+    def top_k(
+        self,
+        queries: np.ndarray,
+        k: int,
+        metric: Metric | str = Metric.COSINE,
+        exclude: Sequence[Sequence[int]] | None = None,
+        allowed: np.ndarray | None = None,
+    ) -> SearchResults:
+        """`search.top_k`'s contract answered from the index: never an excluded or disallowed row.
+
+        Asks for more candidates until each query has `k` acceptable ones. A query that still lacks
+        them (a filter keeping few rows, or all probed cells used up) is answered by exact search over
+        the stored vectors, so `k` rows always come back, as from `search.top_k`.
+        """
+        queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        n_candidates = n_searchable(len(self), exclude, allowed)
+        if k < 1 or k > n_candidates:
+            raise ValueError(f"k must be between 1 and {n_candidates} for this catalog, got {k}")
+        excluded = [set(rows) for rows in exclude] if exclude is not None else [set()] * len(queries)
+        indices = np.zeros((len(queries), k), dtype=np.int64)
+        scores = np.zeros((len(queries), k), dtype=np.float32)
+        pending = np.arange(len(queries))
+        # Enough candidates that k survive if the unwanted rows are spread evenly; doubled when not.
+        depth = min(len(self), -(-(k + max(map(len, excluded), default=0)) * len(self) // max(1, n_candidates)))
+        while len(pending):
+            found = self.search(queries[pending], depth)
+            still_pending = []
+            for query, rows, row_scores in zip(pending, found.indices, found.scores, strict=True):
+                usable = [i for i, row in enumerate(rows) if row >= 0 and row not in excluded[query]]
+                if allowed is not None:
+                    usable = [i for i in usable if allowed[rows[i]]]
+                if len(usable) >= k:
+                    indices[query], scores[query] = rows[usable[:k]], row_scores[usable[:k]]
+                elif (rows >= 0).all() and depth < len(self):
+                    still_pending.append(query)
+                else:
+                    indices[query], scores[query] = self._exact(queries[query], k, exclude, allowed, query)
+            pending = np.asarray(still_pending, dtype=np.int64)
+            depth = min(len(self), 2 * depth)
+        scores = scores if Metric(metric) is Metric.COSINE else cosine_to_euclidean(scores)
+        return SearchResults(indices=indices, scores=scores)
+
+    def _exact(self, query, k, exclude, allowed, position) -> tuple[np.ndarray, np.ndarray]:
+        if self.vectors is None:
+            raise ValueError("Exact fallback needs the catalog vectors: load the index with `vectors=`.")
+        own_exclude = [exclude[position]] if exclude is not None else None
+        exact = top_k(self.vectors, query, k, exclude=own_exclude, allowed=allowed)
+        return exact.indices[0], exact.scores[0]
 
     def _rerank(self, queries: np.ndarray, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Exact cosine for the candidates (8-bit codes blur near-ties), best first; -1 slots sink."""

@@ -17,7 +17,7 @@ import numpy as np
 
 from .embedding_store import EmbeddingIndex, load_index
 from .metrics import map_at_k, mean_similarity_at_k, precision_at_k, recall_at_k
-from .search import top_k
+from .search import SearchResults, top_k
 
 
 class Protocol(StrEnum):
@@ -50,13 +50,26 @@ def evaluate_embeddings(
 ) -> Evaluation:
     """Score each query's top-K catalog results. With `exclude_same_row`, query i is catalog row i
     (leave-one-out) and is never retrieved for itself."""
-    catalog_labels, query_labels = np.asarray(catalog_labels), np.asarray(query_labels)
     if not len(queries):
         raise ValueError("no queries to evaluate")
-    max_k = max(ks)
     exclude = [[row] for row in range(len(queries))] if exclude_same_row else None
-    results = top_k(catalog, queries, max_k, exclude=exclude)
-    retrieved = catalog_labels[results.indices]
+    results = top_k(catalog, queries, max(ks), exclude=exclude)
+    return score_results(model, results, catalog_labels, catalog_labels, query_labels, ks, exclude_same_row)
+
+
+def score_results(
+    model: str,
+    results: SearchResults,
+    row_labels: Sequence[str],
+    catalog_labels: Sequence[str],
+    query_labels: Sequence[str],
+    ks: Sequence[int] = (1, 5, 10),
+    exclude_same_row: bool = False,
+) -> Evaluation:
+    """The figures of search results already made: `row_labels` names the rows `results` point at,
+    `catalog_labels` is the searched catalog (it decides how many relevant items each query has)."""
+    catalog_labels, query_labels = np.asarray(catalog_labels), np.asarray(query_labels)
+    retrieved = np.asarray(row_labels)[results.indices]
     counts = {label: int((catalog_labels == label).sum()) for label in set(query_labels)}
     n_relevant = np.array([counts[label] - int(exclude_same_row) for label in query_labels])
 
@@ -68,9 +81,11 @@ def evaluate_embeddings(
             "map_at_k": {str(k): map_at_k(retrieved[rows], query_labels[rows], k, n_relevant[rows]) for k in ks},
         }
 
-    overall = figures(np.arange(len(queries)))
+    overall = figures(np.arange(len(query_labels)))
     per_category = {label: figures(np.flatnonzero(query_labels == label)) for label in sorted(set(query_labels))}
-    return Evaluation(model=model, n_catalog=len(catalog), n_queries=len(queries), per_category=per_category, **overall)
+    return Evaluation(
+        model=model, n_catalog=len(catalog_labels), n_queries=len(query_labels), per_category=per_category, **overall
+    )
 
 
 @dataclass(frozen=True)
@@ -112,12 +127,19 @@ def embed_query_folder(index: EmbeddingIndex, queries_dir: Path) -> QuerySet:
 
 
 def evaluate_query_set(index: EmbeddingIndex, queries: QuerySet, ks: Sequence[int] = (1, 5, 10)) -> Evaluation:
+    """Search the index as the app does (its approximate index when it has one), then score."""
+    if not len(queries.embeddings):
+        raise ValueError("no queries to evaluate")
     labels = np.asarray(index.labels)
-    return evaluate_embeddings(
+    allowed = np.zeros(len(index), dtype=bool)
+    allowed[queries.catalog_rows] = True
+    exclude = [[row] for row in queries.query_rows] if queries.leave_one_out else None
+    results = index.top_k(queries.embeddings, max(ks), exclude=exclude, allowed=allowed)
+    return score_results(
         index.metadata.model_id,
-        index.embeddings[queries.catalog_rows],
+        results,
+        labels,
         labels[queries.catalog_rows],
-        queries.embeddings,
         queries.labels,
         ks,
         exclude_same_row=queries.leave_one_out,

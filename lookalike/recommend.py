@@ -17,11 +17,14 @@ from .feedback import MAX_SET_SIZE, combine_set, rocchio
 from .filters import CategoryFilter
 from .images import ImageSource, open_image
 from .inference import Inference, InferenceConfig, load_inference
-from .search import Metric, top_k
+from .search import Metric
 
 # An upload this close to a catalog item is that item's own photo (re-encoded, resized):
 # it is the query, not a recommendation. Two different crops of one photo score 0.93-0.99.
 SAME_PHOTO_SIMILARITY = 0.995
+# The nearest products checked against that threshold: a full scan per upload would cost as much as
+# exact search, which the approximate index is there to avoid on large catalogs.
+SAME_PHOTO_CANDIDATES = 32
 
 
 @dataclass(frozen=True)
@@ -131,10 +134,10 @@ class Recommender:
         vectors = [self.index.embeddings[own_rows]]
         if images:
             embedded = self.embed(images)
-            similarities = embedded @ self.index.embeddings.T
-            own_rows += np.flatnonzero((similarities >= SAME_PHOTO_SIMILARITY).any(axis=0)).tolist()
+            nearest = self.index.top_k(embedded, min(len(self.index), SAME_PHOTO_CANDIDATES))
+            own_rows += np.unique(nearest.indices[nearest.scores >= SAME_PHOTO_SIMILARITY]).tolist()
             # An upload's category is that of its closest catalog product.
-            query_categories += [labels[row] for row in similarities.argmax(axis=1)]
+            query_categories += [labels[row] for row in nearest.indices[:, 0]]
             vectors.append(embedded)
         query = combine_set(np.concatenate(vectors))
         less_like = [self.row_of(item_id) for item_id in request.less_like_ids]
@@ -161,12 +164,11 @@ class Recommender:
         k = min(request.k, n_allowed)
         if k == 0:
             return []
-        excluded = [np.flatnonzero(~allowed).tolist()]
         embeddings = self.index.embeddings
         # Collapsing near-duplicates can leave fewer than k: search deeper until k survive.
         depth = k
         while True:
-            results = top_k(embeddings, query[None, :], depth, request.metric, exclude=excluded)
+            results = self.index.top_k(query[None, :], depth, request.metric, allowed=allowed)
             rows = results.indices[0].tolist()
             if request.collapse_duplicates:
                 groups = collapse_near_duplicates(embeddings, rows, request.duplicate_similarity)

@@ -31,8 +31,10 @@ def top_k(
     k: int,
     metric: Metric | str = Metric.COSINE,
     exclude: Sequence[Sequence[int]] | None = None,
+    allowed: np.ndarray | None = None,
 ) -> SearchResults:
-    """The `k` nearest catalog rows to each query, never one listed in `exclude[query]`.
+    """The `k` nearest catalog rows to each query, never one listed in `exclude[query]`, and only rows
+    where the boolean mask `allowed` (one per catalog row) is true, when it is given.
 
     `catalog` (N, D) and `queries` (Q, D) are unit-norm, so Euclidean distance is
     sqrt(2 - 2 cos): both metrics rank alike, and one matrix product serves both.
@@ -41,10 +43,12 @@ def top_k(
     queries = np.atleast_2d(queries)
     if catalog.ndim != 2 or queries.shape[1] != catalog.shape[1]:
         raise ValueError(f"dimension mismatch: catalog {catalog.shape}, queries {queries.shape}")
-    n_excluded = max((len(e) for e in exclude), default=0) if exclude is not None else 0
-    if k < 1 or k > len(catalog) - n_excluded:
-        raise ValueError(f"k must be between 1 and {len(catalog) - n_excluded} for this catalog, got {k}")
+    n_candidates = n_searchable(len(catalog), exclude, allowed)
+    if k < 1 or k > n_candidates:
+        raise ValueError(f"k must be between 1 and {n_candidates} for this catalog, got {k}")
     similarities = queries @ catalog.T
+    if allowed is not None:
+        similarities[:, ~allowed] = -np.inf
     if exclude is not None:
         for row, excluded in enumerate(exclude):
             similarities[row, list(excluded)] = -np.inf
@@ -56,6 +60,12 @@ def top_k(
     best = np.take_along_axis(candidate_scores, order, axis=1).astype(np.float32)
     scores = best if metric is Metric.COSINE else cosine_to_euclidean(best)
     return SearchResults(indices=indices.astype(np.int64), scores=scores)
+
+
+def n_searchable(n_rows: int, exclude: Sequence[Sequence[int]] | None, allowed: np.ndarray | None) -> int:
+    """How many rows every query can surely get back: the allowed ones less the longest exclusion list."""
+    n_allowed = n_rows if allowed is None else int(np.count_nonzero(allowed))
+    return n_allowed - max((len(e) for e in exclude), default=0) if exclude is not None else n_allowed
 
 
 def cosine_to_euclidean(similarity: np.ndarray) -> np.ndarray:

@@ -55,3 +55,27 @@ def test_bad_arguments_are_rejected(catalog):
         AnnConfig(n_probe=0)
     with pytest.raises(ValueError, match="k must be"):
         AnnIndex.build(catalog[:100], AnnConfig(n_lists=2)).search(catalog[:1], 101)
+
+
+def test_top_k_with_exclusions_and_a_filter_equals_exact_search(catalog):
+    queries = clustered_unit_vectors(20, seed=3)
+    ann = AnnIndex.build(catalog, AnnConfig(n_lists=16, n_probe=16))
+    exclude = [list(range(row, row + 5)) for row in range(20)]
+    allowed = np.arange(len(catalog)) % 3 != 0
+    for metric in ("cosine", "euclidean"):
+        exact = top_k(catalog, queries, 10, metric, exclude=exclude, allowed=allowed)
+        approximate = ann.top_k(queries, 10, metric, exclude=exclude, allowed=allowed)
+        np.testing.assert_array_equal(approximate.indices, exact.indices)
+        np.testing.assert_allclose(approximate.scores, exact.scores, atol=1e-5)
+
+
+def test_top_k_still_returns_k_rows_when_the_probed_cells_hold_too_few(catalog):
+    """One probed cell of 64 and a filter keeping 1 row in 100: the exact fallback fills the answer."""
+    queries = clustered_unit_vectors(5, seed=4)
+    ann = AnnIndex.build(catalog, AnnConfig(n_lists=64, n_probe=1))
+    allowed = np.arange(len(catalog)) % 100 == 0
+    found = ann.top_k(queries, 10, allowed=allowed)
+    assert found.indices.shape == (5, 10) and allowed[found.indices].all()
+    np.testing.assert_array_equal(found.indices, top_k(catalog, queries, 10, allowed=allowed).indices)
+    with pytest.raises(ValueError, match="k must be"):
+        ann.top_k(queries, 31, allowed=allowed)
