@@ -9,6 +9,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from . import shopper_ui
 from .catalog import EXAMPLES_DIR, load_image_folder
 from .embedding_store import find_indexes
 from .gallery_files import ThumbnailFiles
@@ -16,6 +17,7 @@ from .images import ImageError, open_image
 from .recommend import Recommendation, Recommender, average_similarity
 from .report import latest_report
 from .search import Metric
+from .shopper import ShopperHandlers
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +93,7 @@ class LookalikeService:
                 problems.append(f"{path.name}: {error}")
         return cls(recommenders, problems, max_k)
 
-    def _recommender(self, backbone: str | None) -> Recommender:
+    def recommender_for(self, backbone: str | None) -> Recommender:
         if not self.recommenders:
             raise gr.Error("No embeddings are loaded. Build them: python build_index.py")
         if backbone is None or backbone == "":
@@ -104,14 +106,8 @@ class LookalikeService:
         """Gallery items, JSON results and a summary line for one query image."""
         if image is None:
             raise gr.Error("Upload, paste or take a photo first, or click an example.")
-        k = int(k)
-        if not 1 <= k <= self.max_k:
-            raise gr.Error(f"K must be between 1 and {self.max_k}, got {k}.")
-        try:
-            metric = Metric(metric or Metric.COSINE)
-        except ValueError:
-            raise gr.Error(f"Unknown metric {metric!r}; use cosine or euclidean.") from None
-        recommender = self._recommender(backbone)
+        k, metric = self.checked_k(k), checked_metric(metric)
+        recommender = self.recommender_for(backbone)
         started = time.perf_counter()
         try:
             results = recommender.recommend(image, k, metric)
@@ -122,17 +118,27 @@ class LookalikeService:
             f"**Average similarity of the top {len(results)}: {average_similarity(results):.3f}** (cosine) · "
             f"{recommender.name} · {len(recommender.index):,} products · {elapsed_ms:.0f} ms"
         )
+        return (*self.present(recommender, results, metric), summary)
+
+    def checked_k(self, k: float) -> int:
+        k = int(k)
+        if not 1 <= k <= self.max_k:
+            raise gr.Error(f"K must be between 1 and {self.max_k}, got {k}.")
+        return k
+
+    def present(self, recommender: Recommender, results: list[Recommendation], metric: Metric) -> tuple[list, list]:
+        """Gallery items (thumbnail file, caption) and the JSON results of a list of recommendations."""
         gallery = [
             (self.thumbnails.path_for(str(recommender.index.path), r.id, r.image), caption)
             for r, caption in zip(results, gallery_captions(results, metric), strict=True)
         ]
-        return gallery, [r.as_dict() for r in results], summary
+        return gallery, [r.as_dict() for r in results]
 
     def compare(self, image_a: str | None, image_b: str | None, backbone: str | None) -> str:
         """A sentence giving the cosine similarity of two pictures."""
         if image_a is None or image_b is None:
             raise gr.Error("Upload two photos to compare.")
-        recommender = self._recommender(backbone)
+        recommender = self.recommender_for(backbone)
         try:
             similarity = recommender.similarity(image_a, image_b)
         except ImageError as error:
@@ -146,7 +152,7 @@ class LookalikeService:
         """The latest evaluation report of a backbone's embeddings: Markdown and captioned figures."""
         if not self.recommenders:
             return "No embeddings are loaded.", []
-        model_id = self._recommender(backbone).name
+        model_id = self.recommender_for(backbone).name
         report = latest_report(reports_dir, model_id)
         if report is None:
             return (
@@ -160,7 +166,18 @@ class LookalikeService:
 
 def gallery_captions(results: list[Recommendation], metric: Metric) -> list[str]:
     name = "similarity" if metric is Metric.COSINE else "distance"
-    return [f"{r.label} · {name} {r.score:.3f}" for r in results]
+    return [
+        f"{r.label} · {name} {r.score:.3f}"
+        + (f" · +{len(r.near_duplicates)} near-identical" if r.near_duplicates else "")
+        for r in results
+    ]
+
+
+def checked_metric(metric: str | None) -> Metric:
+    try:
+        return Metric(metric or Metric.COSINE)
+    except ValueError:
+        raise gr.Error(f"Unknown metric {metric!r}; use cosine or euclidean.") from None
 
 
 def example_images(examples_dir: Path) -> list[tuple[str, str]]:
@@ -176,6 +193,8 @@ def build_demo(service: LookalikeService, config: AppConfig) -> gr.Blocks:
     names = list(service.recommenders)
     default = config.preferred_backbone if config.preferred_backbone in names else (names[0] if names else None)
     examples = example_images(config.examples_dir)
+    catalog = service.recommenders.get(default)
+    item_ids, categories = (list(catalog.ids), sorted(set(catalog.labels))) if catalog else ([], [])
     # One queue for every event that runs the model, so its limit bounds them all together.
     model_queue = {"concurrency_id": "model", "concurrency_limit": config.model_concurrency}
     with gr.Blocks(title="Lookalike: visually similar products") as demo:
@@ -193,13 +212,23 @@ def build_demo(service: LookalikeService, config: AppConfig) -> gr.Blocks:
                     k = gr.Slider(1, config.max_k, value=config.default_k, step=1, label="How many recommendations (K)")
                     metric = gr.Radio([m.value for m in Metric], value=Metric.COSINE.value, label="Similarity")
                     backbone = gr.Dropdown(names, value=default, label="Backbone (embeddings)")
+                    filters = shopper_ui.filter_controls(categories, item_ids)
                     button = gr.Button("Find lookalikes", variant="primary")
+                    region = shopper_ui.region_controls()
+                    product_set = shopper_ui.set_controls(item_ids)
                 with gr.Column(scale=2):
                     summary = gr.Markdown()
-                    gallery = gr.Gallery(label="Recommendations", columns=4, height="auto", object_fit="contain")
+                    # No preview on click: a click selects a product for "more / less like this".
+                    gallery = gr.Gallery(
+                        label="Recommendations", columns=4, height="auto", object_fit="contain", allow_preview=False
+                    )
+                    feedback = shopper_ui.feedback_controls()
                     results = gr.JSON(label="Results", open=False)
             inputs, outputs = [query, k, metric, backbone], [gallery, results, summary]
-            button.click(service.recommend, inputs, outputs, api_name="recommend", **model_queue)
+            # The page's button runs `search` (filters, feedback); `recommend` stays for API clients,
+            # with its original four inputs: Gradio refuses calls that send fewer inputs than declared.
+            api_only = gr.Button(visible=False)
+            api_only.click(service.recommend, inputs, outputs, api_name="recommend", **model_queue)
             if examples:
                 gr.Examples(
                     examples=[[path] for path, _ in examples],
@@ -208,7 +237,6 @@ def build_demo(service: LookalikeService, config: AppConfig) -> gr.Blocks:
                     label="Example photos (not in the catalog): click one",
                     examples_per_page=40,
                 )
-                query.change(_recommend_on_change(service), inputs, outputs, api_visibility="private", **model_queue)
         with gr.Tab("Compare two images"):
             with gr.Row():
                 image_a = image_input(label="Image A")
@@ -218,6 +246,7 @@ def build_demo(service: LookalikeService, config: AppConfig) -> gr.Blocks:
             compare_button.click(
                 service.compare, [image_a, image_b, backbone], verdict, api_name="compare", **model_queue
             )
+            explain = shopper_ui.explain_controls()
         with gr.Tab("Evaluation"):
             report_summary = gr.Markdown()
             report_figures = gr.Gallery(label="Figures", columns=2, height="auto", object_fit="contain")
@@ -227,15 +256,10 @@ def build_demo(service: LookalikeService, config: AppConfig) -> gr.Blocks:
 
             for event in (demo.load, backbone.change):
                 event(show_report, backbone, [report_summary, report_figures], api_visibility="private")
+        page = shopper_ui.RecommendWidgets(
+            query, k, metric, backbone, button, gallery, results, summary, image_a, image_b
+        )
+        shopper_ui.wire(
+            ShopperHandlers(service), demo, page, filters, product_set, region, feedback, explain, model_queue
+        )
     return demo
-
-
-def _recommend_on_change(service: LookalikeService):
-    """Search as soon as a photo arrives; clearing the image clears nothing and raises nothing."""
-
-    def handler(image, k, metric, backbone):
-        if image is None:
-            return gr.skip(), gr.skip(), gr.skip()
-        return service.recommend(image, k, metric, backbone)
-
-    return handler

@@ -1,0 +1,112 @@
+"""The shopper handlers as the page calls them, without a browser: sets, feedback, crops, heat-maps, permalinks."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from urllib.parse import parse_qsl
+
+import gradio as gr
+import pytest
+from PIL import Image
+
+from lookalike.shopper import Query, ShopperHandlers, region_of_interest
+from lookalike.ui import LookalikeService
+
+BACKBONE = "efficientnet-lite0"
+
+
+@pytest.fixture(scope="module")
+def handlers(small_index_dir) -> ShopperHandlers:
+    return ShopperHandlers(LookalikeService.from_embeddings_dir(small_index_dir.parent))
+
+
+def ids(answer) -> list[str]:
+    return [r["id"] for r in answer[1]]
+
+
+def test_permalink_reproduces_the_recommendations_of_a_product(handlers):
+    item_id = handlers.service.recommenders[BACKBONE].ids[7]
+    _, results, summary, query = handlers.recommend_item(item_id, 6, "cosine", BACKBONE)
+    link = query.permalink(6, BACKBONE)
+    assert link is not None and f"[Link to these results]({link})" in summary
+    request = SimpleNamespace(query_params=dict(parse_qsl(link.removeprefix("?"))))
+    *reopened, k_update, backbone_update = handlers.open_permalink(8, "cosine", None, request)
+    assert reopened[1] == results and len(reopened[0]) == 6
+    assert k_update["value"] == 6 and backbone_update["value"] == BACKBONE
+    expected = handlers.service.recommenders[BACKBONE].recommend_for_item(item_id, k=6)
+    assert [r["id"] for r in results] == [r.id for r in expected]
+
+
+def test_page_without_link_parameters_is_left_alone(handlers):
+    answer = handlers.open_permalink(8, "cosine", BACKBONE, SimpleNamespace(query_params={}))
+    assert all(isinstance(part, type(gr.skip())) for part in answer)
+    assert Query(images=("a.jpg",)).permalink(8, BACKBONE) is None
+
+
+def test_set_of_uploads_and_picked_products_never_returns_them(handlers, small_catalog_dir):
+    uploads = [str(p) for p in sorted((small_catalog_dir / "money").glob("*.jpg"))[:2]]
+    picked = ["money/" + sorted(p.name for p in (small_catalog_dir / "money").glob("*.jpg"))[2]]
+    answer = handlers.recommend_set(uploads, 10, "cosine", BACKBONE, picked)
+    inputs = {f"money/{p.rsplit('/', 1)[1]}" for p in uploads} | set(picked)
+    assert len(ids(answer)) == 10 and not inputs & set(ids(answer))
+    assert [r["label"] for r in answer[1][:3]] == ["money"] * 3
+    assert "for 3 products" in answer[2]
+    with pytest.raises(gr.Error, match="Up to 5 products"):
+        handlers.recommend_set(uploads * 3, 5, "cosine", BACKBONE)
+    with pytest.raises(gr.Error, match="Upload or pick"):
+        handlers.recommend_set(None, 5, "cosine", BACKBONE)
+
+
+def test_less_like_this_adds_to_not_wanted_and_reruns_the_last_search(handlers, example_photo):
+    first = handlers.search(str(example_photo), 5, "cosine", BACKBONE)
+    not_wanted = ids(first)[0]
+    *answer, not_wanted_update = handlers.less_like_this(
+        first[3], not_wanted, 5, "cosine", BACKBONE, [], False, [], True
+    )
+    assert not_wanted_update["value"] == [not_wanted]
+    assert answer[3] == first[3] and len(ids(answer)) == 5 and not_wanted not in ids(answer)
+    assert "steered away from 1 not wanted" in answer[2]
+
+
+def test_filters_from_the_page_controls(handlers, example_photo):
+    answer = handlers.search(str(example_photo), 6, "cosine", BACKBONE, ["vehicle", "money"], False, [], True)
+    assert {r["label"] for r in answer[1]} <= {"vehicle", "money"} and len(answer[1]) == 6
+    answer = handlers.search(str(example_photo), 6, "cosine", BACKBONE, [], True, [], True)
+    assert "fruit" not in {r["label"] for r in answer[1]} and "not your product's category (fruit)" in answer[2]
+    with pytest.raises(gr.Error, match="Unknown categories shoes"):
+        handlers.search(str(example_photo), 6, "cosine", BACKBONE, ["shoes"], False, [], True)
+    nothing = handlers.search(str(example_photo), 6, "cosine", BACKBONE, ["fruit"], True, [], True)
+    assert nothing[1] == [] and "No product passes these filters" in nothing[2]
+
+
+def test_the_cropped_region_is_what_gets_searched(handlers, small_catalog_dir, tmp_path):
+    """A flower and a banknote side by side; cropping to the banknote must search the banknote."""
+    flower = Image.open(sorted((small_catalog_dir / "flower").glob("*.jpg"))[0]).convert("RGB").resize((224, 224))
+    money = Image.open(sorted((small_catalog_dir / "money").glob("*.jpg"))[0]).convert("RGB").resize((224, 224))
+    scene = Image.new("RGB", (448, 224), "white")
+    scene.paste(flower, (0, 0))
+    scene.paste(money, (224, 0))
+    scene_path, crop_path = tmp_path / "scene.png", tmp_path / "crop.png"
+    scene.save(scene_path)
+    scene.crop((224, 0, 448, 224)).save(crop_path)
+    editor = {"background": str(scene_path), "layers": [], "composite": str(crop_path)}
+    assert region_of_interest(editor) == str(crop_path)
+    cropped = handlers.recommend_region(editor, 5, "cosine", BACKBONE)
+    assert ids(cropped) == ids(handlers.search(str(crop_path), 5, "cosine", BACKBONE))
+    assert [r["label"] for r in cropped[1][:3]] == ["money"] * 3
+    assert ids(cropped) != ids(handlers.search(str(scene_path), 5, "cosine", BACKBONE))
+
+
+def test_clicking_a_result_selects_its_id(handlers):
+    results = [{"id": "a/1.jpg", "label": "a", "score": 0.9}, {"id": "b/2.jpg", "label": "b", "score": 0.8}]
+    assert handlers.selected_product(results, SimpleNamespace(index=1)) == ("b/2.jpg", "Selected: **b/2.jpg** (b)")
+    assert handlers.selected_product([], SimpleNamespace(index=0)) == (None, "")
+
+
+def test_explain_gives_two_heatmaps_and_how_to_read_them(handlers, example_photo, small_catalog_dir):
+    product = sorted((small_catalog_dir / "fruit").glob("*.jpg"))[0]
+    heatmap_a, heatmap_b, note = handlers.explain(str(example_photo), str(product), BACKBONE)
+    assert isinstance(heatmap_a, Image.Image) and isinstance(heatmap_b, Image.Image)
+    assert "Why they match" in note and "occlusion" in note
+    with pytest.raises(gr.Error, match="two photos"):
+        handlers.explain(None, str(product), BACKBONE)
