@@ -12,10 +12,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from lookalike.ann import ANN_MIN_ITEMS, AnnMode
 from lookalike.backbones import DEFAULT_BACKBONE, available_backbones
-from lookalike.build import BuildConfig, build_index
+from lookalike.build import BuildConfig, Engine, build_index
 from lookalike.catalog import CatalogSource
 from lookalike.inference import InferenceKind
+from lookalike.ray_engine import RayConfig
 from lookalike.runtime import reexec_with_fast_malloc
 
 
@@ -49,6 +51,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--split-column", help="column holding an official 'train'/'test' split to keep")
     parser.add_argument("--test-fraction", type=float, default=0.2, help="share of each category kept for test")
     parser.add_argument("--seed", type=int, default=0, help="seed of the train/test split")
+    parser.add_argument(
+        "--ann",
+        choices=[mode.value for mode in AnnMode],
+        default=AnnMode.AUTO.value,
+        help=f"approximate index (FAISS IVF-SQ8) beside the embeddings: auto = from {ANN_MIN_ITEMS:,} items up",
+    )
+    parser.add_argument(
+        "--from-scratch",
+        action="store_true",
+        help="embed every image again instead of reusing unchanged rows of the index already at --output",
+    )
+    parser.add_argument(
+        "--engine",
+        choices=[engine.value for engine in Engine],
+        default=Engine.LOCAL.value,
+        help="where images are embedded: this process, or Ray Data actors (pip install -r requirements-scale.txt; "
+        "a cluster through RAY_ADDRESS, else a local Ray instance)",
+    )
+    parser.add_argument("--ray-concurrency", type=int, default=RayConfig.concurrency, help="Ray actors, one model each")
+    parser.add_argument("--ray-cpus-per-actor", type=int, default=RayConfig.cpus_per_actor)
     parser.add_argument("--push-to-hub", metavar="REPO_ID", help="also publish the embeddings as a Hub dataset")
     return parser.parse_args(argv)
 
@@ -68,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
         decode_workers=args.decode_workers,
         test_fraction=args.test_fraction,
         split_seed=args.seed,
+        ann=args.ann,
+        incremental=not args.from_scratch,
+        engine=args.engine,
+        ray=RayConfig(concurrency=args.ray_concurrency, cpus_per_actor=args.ray_cpus_per_actor),
     )
     try:
         report = build_index(config)
@@ -76,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"Indexed {report.n_indexed} images into {report.output}", end="")
     print(f" ({report.n_resumed} resumed from an interrupted run)" if report.n_resumed else "")
+    print(f"Embedded {report.n_embedded}, reused {report.n_reused} unchanged from the previous build; ", end="")
+    print(f"search: {report.search}")
     if report.skipped:
         print(f"Skipped {len(report.skipped)} unreadable images:")
         for skipped in report.skipped:

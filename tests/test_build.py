@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 import sys
@@ -30,7 +31,7 @@ def catalog_with_broken_files(small_catalog_dir, tmp_path):
 
 def test_output_is_a_datasets_dataset_with_metadata(small_index_dir):
     dataset = datasets.load_from_disk(str(small_index_dir))
-    assert set(dataset.column_names) == {"id", "label", "split", "image", "embedding"}
+    assert dataset.column_names == ["id", "label", "split", "image", "embedding", "content_hash"]
     assert len(dataset) == 24 and set(dataset["split"]) == {"train", "test"}
     row = dataset[0]
     assert row["image"].size[0] <= 256 and isinstance(row["label"], str)
@@ -51,7 +52,7 @@ def test_unreadable_images_are_skipped_and_listed(catalog_with_broken_files, tmp
 
 def test_interrupted_build_resumes_and_matches_a_clean_build(small_catalog_dir, tmp_path, monkeypatch):
     config = BuildConfig(source=CatalogSource(str(small_catalog_dir)), output=tmp_path / "out", chunk_size=5)
-    real_embed_chunk, calls = build_module._embed_chunk, []
+    real_embed_chunk, calls = build_module.embed_chunk, []
 
     def dies_on_third_chunk(*args):
         calls.append(1)
@@ -59,11 +60,11 @@ def test_interrupted_build_resumes_and_matches_a_clean_build(small_catalog_dir, 
             raise KeyboardInterrupt
         return real_embed_chunk(*args)
 
-    monkeypatch.setattr(build_module, "_embed_chunk", dies_on_third_chunk)
+    monkeypatch.setattr(build_module, "embed_chunk", dies_on_third_chunk)
     with pytest.raises(KeyboardInterrupt):
         build(config, False)
     assert not (tmp_path / "out").exists()  # no half-written index in place
-    monkeypatch.setattr(build_module, "_embed_chunk", real_embed_chunk)
+    monkeypatch.setattr(build_module, "embed_chunk", real_embed_chunk)
     report = build(config, False)
     assert report.n_resumed == 10
     resumed = load_index(tmp_path / "out")
@@ -108,8 +109,11 @@ def test_build_killed_with_sigkill_resumes_with_the_same_command(small_catalog_d
 def test_rebuild_replaces_the_old_index(small_catalog_dir, tmp_path):
     output = tmp_path / "out"
     build(BuildConfig(source=CatalogSource(str(small_catalog_dir)), output=output), False)
-    build(BuildConfig(source=CatalogSource(str(small_catalog_dir)), model="color-histogram", output=output), False)
+    report = build(
+        BuildConfig(source=CatalogSource(str(small_catalog_dir)), model="color-histogram", output=output), False
+    )
     assert load_index(output).metadata.model_id == "color-histogram"
+    assert (report.n_reused, report.n_embedded) == (0, 24)  # another model's rows are never reused
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
@@ -136,3 +140,45 @@ def test_cli_builds_and_reports(small_catalog_dir, tmp_path, capsys):
 def test_cli_unknown_model_lists_choices(small_catalog_dir, tmp_path, capsys):
     assert build_index.main([str(small_catalog_dir), "--model", "vgg-99", "--output", str(tmp_path / "x")]) == 2
     assert "efficientnet-lite0" in capsys.readouterr().err
+
+
+def test_incremental_build_embeds_only_new_and_changed_images_and_matches_a_clean_build(
+    small_catalog_dir, tmp_path, monkeypatch
+):
+    root = tmp_path / "catalog"
+    for category in ("fruit", "vehicle", "flower", "money"):
+        (root / category).mkdir(parents=True)
+        for photo in sorted((small_catalog_dir / category).iterdir())[:2]:
+            shutil.copy(photo, root / category / photo.name)
+    real_embed_chunk, embedded_ids = build_module.embed_chunk, []
+
+    def counting_embed_chunk(inference, preprocessing, items, pipeline):
+        embedded_ids.extend(item.id for item in items)
+        return real_embed_chunk(inference, preprocessing, items, pipeline)
+
+    monkeypatch.setattr(build_module, "embed_chunk", counting_embed_chunk)
+    config = BuildConfig(source=CatalogSource(str(root)), output=tmp_path / "out", chunk_size=3)
+    assert build(config, False).n_embedded == len(embedded_ids) == 8
+
+    added = [sorted((small_catalog_dir / category).iterdir())[2] for category in ("fruit", "money", "flower")]
+    for photo in added:
+        shutil.copy(photo, root / photo.parent.name / photo.name)
+    removed = sorted((root / "vehicle").iterdir())[0]
+    removed.unlink()
+    changed = sorted((root / "fruit").iterdir())[0]
+    changed.write_bytes(sorted((small_catalog_dir / "fruit").iterdir())[5].read_bytes())  # new photo, same name
+    embedded_ids.clear()
+    report = build(config, False)
+    assert sorted(embedded_ids) == sorted([f"{p.parent.name}/{p.name}" for p in added] + [f"fruit/{changed.name}"])
+    assert (report.n_embedded, report.n_reused, report.n_indexed) == (4, 6, 10)
+
+    incremental = load_index(config.output)
+    clean = load_index(build(BuildConfig(source=config.source, output=tmp_path / "clean"), False).output)
+    assert f"vehicle/{removed.name}" not in incremental.ids
+    assert (incremental.ids, incremental.labels, incremental.splits) == (clean.ids, clean.labels, clean.splits)
+    np.testing.assert_allclose(incremental.embeddings, clean.embeddings, atol=1e-5)
+    assert incremental.dataset["content_hash"] == clean.dataset["content_hash"]
+    assert [image.tobytes() for image in incremental.dataset["image"]] == [i.tobytes() for i in clean.dataset["image"]]
+
+    embedded_ids.clear()
+    assert build(dataclasses.replace(config, incremental=False), False).n_embedded == len(embedded_ids) == 10

@@ -1,0 +1,113 @@
+"""A build with the approximate index forced on writes it, says so, and serves the same answers as exact search."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+
+import build_index
+from lookalike.ann import ANN_FILE
+from lookalike.build import BuildConfig
+from lookalike.build import build_index as build
+from lookalike.catalog import CatalogSource
+from lookalike.embedding_store import EMBEDDINGS_FILE, METADATA_FILE, MissingIndexError, load_index
+from lookalike.evaluate import Protocol, evaluate_query_set, query_set
+from lookalike.recommend import Recommender
+
+
+@pytest.fixture(scope="module")
+def ann_index_dir(small_catalog_dir, small_index_dir, tmp_path_factory):
+    """The small index rebuilt with --ann on; its rows are reused, so nothing is embedded again."""
+    output = tmp_path_factory.mktemp("ann") / "efficientnet-lite0"
+    shutil.copytree(small_index_dir, output)
+    report = build(BuildConfig(source=CatalogSource(str(small_catalog_dir)), output=output, ann="on"), False)
+    assert (report.n_reused, report.n_embedded, report.search) == (24, 0, "ivf-sq8")
+    return output
+
+
+@pytest.fixture(scope="module")
+def exact_and_ann(small_index_dir, ann_index_dir) -> tuple[Recommender, Recommender]:
+    return Recommender.from_path(small_index_dir), Recommender.from_path(ann_index_dir)
+
+
+def test_the_build_writes_the_index_and_the_metadata_names_the_search(small_index_dir, ann_index_dir):
+    assert (ann_index_dir / ANN_FILE).is_file() and not (small_index_dir / ANN_FILE).exists()
+    approximate, exact = load_index(ann_index_dir), load_index(small_index_dir)
+    assert (approximate.metadata.search, approximate.search_method) == ("ivf-sq8", "ivf-sq8")
+    assert approximate.metadata.ann["n_probe"] >= 1 and len(approximate.ann) == 24
+    assert (exact.metadata.search, exact.search_method, exact.metadata.ann, exact.ann) == ("exact", "exact", None, None)
+    np.testing.assert_array_equal(approximate.embeddings, exact.embeddings)
+
+
+def test_embeddings_are_memory_mapped_read_only(small_index_dir):
+    index = load_index(small_index_dir)
+    assert (small_index_dir / EMBEDDINGS_FILE).is_file()
+    assert isinstance(index.embeddings, np.memmap) and not index.embeddings.flags.writeable
+    stored = np.asarray(index.dataset.with_format("numpy")["embedding"], dtype=np.float32)
+    np.testing.assert_array_equal(index.embeddings, stored)
+
+
+def test_a_folder_without_the_matrix_file_still_loads(small_index_dir, tmp_path):
+    """Folders built before EMBEDDINGS_FILE existed (e.g. committed ones) decode the column instead."""
+    shutil.copytree(small_index_dir, tmp_path / "old")
+    (tmp_path / "old" / EMBEDDINGS_FILE).unlink()
+    index = load_index(tmp_path / "old")
+    assert not isinstance(index.embeddings, np.memmap) and index.embeddings.shape == (24, 1280)
+
+
+def test_a_missing_ann_file_is_reported_with_the_fix(ann_index_dir, tmp_path):
+    shutil.copytree(ann_index_dir, tmp_path / "broken")
+    (tmp_path / "broken" / ANN_FILE).unlink()
+    with pytest.raises(MissingIndexError, match=r"python build_index.py"):
+        load_index(tmp_path / "broken")
+
+
+def test_recommendations_through_the_ann_equal_exact_search(exact_and_ann, example_photo, small_catalog_dir):
+    exact, approximate = exact_and_ann
+    assert approximate.index.ann is not None and exact.index.ann is None
+
+    def same(a, b):
+        assert [(r.id, r.label) for r in a] == [(r.id, r.label) for r in b]
+        np.testing.assert_allclose([r.score for r in a], [r.score for r in b], atol=1e-5)
+
+    for item_id in exact.index.ids[::5]:
+        for metric in ("cosine", "euclidean"):
+            same(
+                approximate.recommend_for_item(item_id, k=10, metric=metric),
+                exact.recommend_for_item(item_id, 10, metric),
+            )
+    same(approximate.recommend(example_photo, k=23), exact.recommend(example_photo, k=23))
+    own_id = exact.index.ids[7]
+    by_upload = approximate.recommend(small_catalog_dir / own_id, k=23)
+    assert own_id not in {r.id for r in by_upload} and len(by_upload) == 23  # every other product, never itself
+
+
+@pytest.mark.parametrize("protocol", list(Protocol))
+def test_evaluation_searches_the_ann_and_matches_exact(small_index_dir, ann_index_dir, protocol):
+    figures = []
+    for path in (small_index_dir, ann_index_dir):
+        index = load_index(path)
+        figures.append(flatten(asdict(evaluate_query_set(index, query_set(index, protocol), ks=(1, 5)))))
+    assert figures[0].keys() == figures[1].keys()
+    for name, value in figures[0].items():  # the same hits; similarities summed in another order
+        assert figures[1][name] == (pytest.approx(value, abs=1e-6) if isinstance(value, float) else value), name
+
+
+def flatten(figures: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in figures.items():
+        flat.update(flatten(value, f"{prefix}{key}/") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return flat
+
+
+def test_cli_ann_switch(small_catalog_dir, tmp_path, capsys):
+    output = tmp_path / "cli"
+    args = [str(small_catalog_dir), "--model", "color-histogram", "--output", str(output)]
+    assert build_index.main([*args, "--ann", "on"]) == 0
+    assert "Embedded 24, reused 0" in capsys.readouterr().out and (output / ANN_FILE).is_file()
+    assert build_index.main([*args, "--ann", "off"]) == 0
+    assert "Embedded 0, reused 24 unchanged from the previous build; search: exact" in capsys.readouterr().out
+    assert not (output / ANN_FILE).exists() and '"search": "exact"' in (output / METADATA_FILE).read_text()
