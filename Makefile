@@ -10,6 +10,8 @@ install:
 
 install-dev: install
 	$(PIP) -r requirements-dev.txt
+	@# Optional at run time (build_index.py --engine ray), installed here so CI runs the Ray engine test.
+	$(PIP) -r requirements-scale.txt
 	@# The browser test needs Debian's chromium and its driver: Selenium cannot download a browser build offline.
 	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
 		if command -v apt-get >/dev/null; then \

@@ -1,0 +1,46 @@
+"""The Ray engine writes the same index as the local one; without Ray it says how to install it."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from lookalike.build import BuildConfig, Engine
+from lookalike.build import build_index as build
+from lookalike.catalog import CatalogSource
+from lookalike.embedding_store import load_index
+from lookalike.inference import InferenceKind
+from lookalike.pipeline import PipelineConfig
+from lookalike.ray_engine import RayConfig, embed_chunks_on_ray
+
+
+@pytest.mark.slow
+def test_ray_engine_matches_the_local_engine(small_catalog_dir, small_index_dir, tmp_path):
+    ray = pytest.importorskip("ray", reason="Ray is optional: pip install -r requirements-scale.txt to run this test")
+    ray.init(num_cpus=2, include_dashboard=False)
+    try:
+        # Chunks of 10 over 24 images: the streamed results must be cut back into the checkpoint chunks.
+        config = BuildConfig(
+            source=CatalogSource(str(small_catalog_dir)),
+            output=tmp_path / "ray",
+            engine=Engine.RAY,
+            ray=RayConfig(concurrency=2),
+            chunk_size=10,
+        )
+        report = build(config, False)
+    finally:
+        ray.shutdown()
+    assert (report.n_embedded, report.n_indexed, report.skipped) == (24, 24, [])
+    on_ray, local = load_index(report.output), load_index(small_index_dir)
+    assert (on_ray.ids, on_ray.labels, on_ray.splits) == (local.ids, local.labels, local.splits)
+    assert on_ray.metadata.inference == local.metadata.inference
+    np.testing.assert_allclose(on_ray.embeddings, local.embeddings, atol=1e-5)
+
+
+def test_without_ray_the_error_names_the_requirements_file(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets where Ray is not installed
+    chunks = embed_chunks_on_ray([[]], "efficientnet-lite0", InferenceKind.ONNX, PipelineConfig(), RayConfig())
+    with pytest.raises(RuntimeError, match=r"pip install -r requirements-scale.txt"):
+        next(chunks)
