@@ -16,7 +16,7 @@ from selenium.webdriver.support import expected_conditions as seen
 from selenium.webdriver.support.ui import WebDriverWait
 
 from lookalike.catalog import REPO_ROOT
-from tests.upload_cases import oversized_png
+from tests.upload_cases import UPLOAD_CASES, oversized_png
 
 SCREENSHOTS = REPO_ROOT / "screenshots"
 DEFAULT_K = 8
@@ -106,14 +106,17 @@ def test_compare_tab_gives_the_similarity_of_two_photos(page, example_photo):
         page.save_screenshot(SCREENSHOTS / "3-compare.png")
 
 
-def test_uploading_a_non_image_shows_a_readable_message(page, tmp_path):
-    notes = tmp_path / "notes.jpg"
-    notes.write_bytes(b"<html>404 Not Found</html>")
-    upload(page, notes, "Your product")
-    message = "This file is not an image Pillow can read"
-    wait(page).until(lambda d: message in d.find_element(By.TAG_NAME, "body").text)
-    page.save_screenshot(SCREENSHOTS / "4-not-an-image.png")
-    assert "Traceback" not in page.find_element(By.TAG_NAME, "body").text
+@pytest.mark.parametrize("case", UPLOAD_CASES, ids=lambda case: case.filename)
+def test_every_upload_through_the_page_gets_results_or_a_readable_message(page, tmp_path, case):
+    upload_file = tmp_path / case.filename
+    upload_file.write_bytes(case.make())
+    upload(page, upload_file, "Your product")
+    if case.expected_message is None:
+        wait_for_gallery(page)
+    else:
+        wait(page).until(lambda d: case.expected_message in d.find_element(By.TAG_NAME, "body").text)
+        assert "Traceback" not in page.find_element(By.TAG_NAME, "body").text
+    page.save_screenshot(SCREENSHOTS / f"4-upload-{Path(case.filename).stem}.png")
 
 
 def test_uploading_a_file_over_the_size_limit_shows_the_limit(page, tmp_path):
