@@ -71,14 +71,19 @@ class RegionControls:
 
 def region_controls() -> RegionControls:
     with gr.Accordion("Crop to the part that matters", open=False):
-        gr.Markdown("Your photo appears here: crop it with the crop tool (⬚), then search the cropped part.")
+        gr.Markdown(
+            "Upload the photo here, pick the image tool, then crop (✓ to confirm) to the product you mean. "
+            "The white brush paints out anything else."
+        )
+        # Not filled from "Your product": Gradio 6.31 sends a crop back only for a picture uploaded into
+        # the editor itself; one the server put there comes back uncropped (checked in headless Chromium).
+        # brush=False would also hide the toolbar, crop tool included, so the brush stays, in white.
         editor = gr.ImageEditor(
             type="filepath",
             image_mode="RGB",
             sources=["upload", "clipboard"],
             transforms=["crop"],
-            brush=False,
-            eraser=False,
+            brush=gr.Brush(colors=["#FFFFFF"], default_color="#FFFFFF", color_mode="fixed"),
             layers=False,
             label="Region of interest",
         )
@@ -152,8 +157,6 @@ def wire(
     private = {"api_visibility": "private"}
     search_event(page.find_button.click, handlers.search, search_inputs, api_name="search")
     search_event(page.query.change, _search_on_change(handlers), search_inputs, **private)
-    # The editor starts from the query photo, so cropping needs no second upload.
-    page.query.change(lambda image: image, page.query, region.editor, **private)
     set_inputs = [product_set.uploads, page.k, page.metric, page.backbone, product_set.picked, *filters.as_inputs()]
     search_event(product_set.button.click, handlers.recommend_set, set_inputs, api_name="recommend_set")
     region_inputs = [region.editor, *options[:-1]]
