@@ -253,4 +253,6 @@ def _to_dataset(table: pa.Table, embedding_dim: int):
             HASH_COLUMN: datasets.Value("string"),
         }
     )
-    return datasets.Dataset.from_dict(table.select(list(features)).to_pydict(), features=features)
+    # Cast in Arrow: going through Python lists would create a float object per embedding component.
+    arrow = table.select(list(features)).cast(features.arrow_schema)
+    return datasets.Dataset(arrow, info=datasets.DatasetInfo(features=features))
