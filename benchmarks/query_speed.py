@@ -133,9 +133,11 @@ def measure_size(n: int, embed_ms: np.ndarray, data: ClusteredEmbeddings, folder
     return results
 
 
-def measure_queries(sizes: list[int], n_queries: int) -> tuple[np.ndarray, list[QueryFigures]]:
+def measure_queries(
+    sizes: list[int], n_queries: int, data: ClusteredEmbeddings | None = None
+) -> tuple[np.ndarray, list[QueryFigures]]:
     embed_ms = embedding_latencies_ms(n_queries)
-    data = ClusteredEmbeddings()
+    data = data or ClusteredEmbeddings()
     figures = []
     with tempfile.TemporaryDirectory() as folder:
         for n in sizes:
