@@ -57,7 +57,9 @@ class SetControls:
 
 def set_controls(item_ids: list[str]) -> SetControls:
     with gr.Accordion(f"Several products you like (up to {MAX_SET_SIZE})", open=False):
-        uploads = gr.File(file_count="multiple", file_types=["image"], label="Upload photos")
+        # No file_types: Gradio would refuse files by extension, and a JS client's Blob has none.
+        # Our decoder reads the bytes instead and names what is wrong with a file that is no image.
+        uploads = gr.File(file_count="multiple", label="Upload photos")
         picked = gr.Dropdown(item_ids, value=[], multiselect=True, label="and/or pick catalog products")
         button = gr.Button("Find lookalikes of the set")
     return SetControls(uploads, picked, button)

@@ -54,6 +54,18 @@ def test_recommend_set_takes_a_list_of_images_and_k_and_never_returns_them(clien
         client.predict([handle_file(str(p)) for p in photos * 2], 6, api_name="/recommend_set")
 
 
+def test_recommend_set_reads_files_by_content_not_by_name(client, small_catalog_dir, tmp_path):
+    """JavaScript clients upload Blobs, which have no file name extension."""
+    photo = sorted((small_catalog_dir / "money").glob("*.jpg"))[0]
+    unnamed, notes = tmp_path / "blob", tmp_path / "notes.jpg"
+    unnamed.write_bytes(photo.read_bytes())
+    notes.write_bytes(b"<html>404 Not Found</html>")
+    results = client.predict([handle_file(str(unnamed))], 4, api_name="/recommend_set")[1]
+    assert f"money/{photo.name}" not in ids(results) and results[0]["label"] == "money"
+    with pytest.raises(AppError, match="This file is not an image Pillow can read"):
+        client.predict([handle_file(str(unnamed)), handle_file(str(notes))], 4, api_name="/recommend_set")
+
+
 def test_recommend_item_is_the_shareable_call_and_reproduces_its_results(client, small_catalog_dir):
     item_id = "vehicle/" + sorted(p.name for p in (small_catalog_dir / "vehicle").glob("*.jpg"))[0]
     first = client.predict(item_id, 5, api_name="/recommend_item")
