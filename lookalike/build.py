@@ -119,19 +119,7 @@ def build_index(config: BuildConfig, show_progress: bool = True) -> BuildReport:
         (item, key) for item, key in zip(catalog.items, keys, strict=True) if key[1] is None or key not in reused_keys
     ]
     work_dir = _prepare_work_dir(config, backbone, inference, catalog.source, [key for _, key in todo])
-    chunks = [todo[start : start + config.chunk_size] for start in range(0, len(todo), config.chunk_size)]
-    chunk_files = [work_dir / f"chunk-{number:06d}.parquet" for number in range(len(chunks))]
-    pending = [number for number, path in enumerate(chunk_files) if not path.exists()]
-    n_resumed = len(todo) - sum(len(chunks[number]) for number in pending)
-    with tqdm(
-        total=len(todo), initial=n_resumed, desc=f"Embedding with {backbone.name}", disable=not show_progress
-    ) as bar:
-        pending_items = [[item for item, _ in chunks[number]] for number in pending]
-        for number, table in zip(pending, _embed_chunks(config, backbone, inference, pending_items), strict=True):
-            chunk_hashes = pa.array([digest for _, (_, digest) in chunks[number]], type=pa.string())
-            _write_atomically(table.append_column(HASH_COLUMN, chunk_hashes), chunk_files[number])
-            bar.update(table.num_rows)
-    embedded = pa.concat_tables([pq.read_table(path) for path in chunk_files]) if chunks else _empty_chunk()
+    embedded, n_resumed = _embed_with_checkpoints(config, backbone, inference, todo, work_dir, show_progress)
     skipped = [
         SkippedImage(id=item_id, reason=error)
         for item_id, error in zip(embedded.column("id").to_pylist(), embedded.column("error").to_pylist(), strict=True)
@@ -158,6 +146,31 @@ def build_index(config: BuildConfig, show_progress: bool = True) -> BuildReport:
         n_embedded=len(todo) - n_resumed,
         search=metadata.search,
     )
+
+
+def _embed_with_checkpoints(
+    config: BuildConfig,
+    backbone: Backbone,
+    inference: Inference,
+    todo: list[tuple[CatalogItem, tuple[str, str | None]]],
+    work_dir: Path,
+    show_progress: bool,
+) -> tuple[pa.Table, int]:
+    """Every `todo` item's chunk row (with its content hash), and how many came from earlier checkpoints."""
+    chunks = [todo[start : start + config.chunk_size] for start in range(0, len(todo), config.chunk_size)]
+    chunk_files = [work_dir / f"chunk-{number:06d}.parquet" for number in range(len(chunks))]
+    pending = [number for number, path in enumerate(chunk_files) if not path.exists()]
+    n_resumed = len(todo) - sum(len(chunks[number]) for number in pending)
+    with tqdm(
+        total=len(todo), initial=n_resumed, desc=f"Embedding with {backbone.name}", disable=not show_progress
+    ) as bar:
+        pending_items = [[item for item, _ in chunks[number]] for number in pending]
+        for number, table in zip(pending, _embed_chunks(config, backbone, inference, pending_items), strict=True):
+            chunk_hashes = pa.array([digest for _, (_, digest) in chunks[number]], type=pa.string())
+            _write_atomically(table.append_column(HASH_COLUMN, chunk_hashes), chunk_files[number])
+            bar.update(table.num_rows)
+    embedded = pa.concat_tables([pq.read_table(path) for path in chunk_files]) if chunks else _empty_chunk()
+    return embedded, n_resumed
 
 
 def _reusable(config: BuildConfig, metadata: IndexMetadata, keys: list[tuple[str, str | None]]) -> pa.Table:
