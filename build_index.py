@@ -102,8 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"Indexed {report.n_indexed} images into {report.output}", end="")
     print(f" ({report.n_resumed} resumed from an interrupted run)" if report.n_resumed else "")
-    print(f"Embedded {report.n_embedded}, reused {report.n_reused} unchanged from the previous build; ", end="")
-    print(f"search: {report.search}")
+    reused = f", reused {report.n_reused} unchanged from the previous build" if report.n_reused else ""
+    print(f"Embedded {report.n_embedded} images{reused}; search: {report.search}")
     if report.skipped:
         print(f"Skipped {len(report.skipped)} unreadable images:")
         for skipped in report.skipped:

@@ -172,8 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    for evaluation in evaluations:
-        print(f"{evaluation.model}: {evaluation.n_queries} queries against {evaluation.n_catalog} products")
+    for evaluation, (index, _) in zip(evaluations, runs, strict=True):
+        print(
+            f"{evaluation.model}: {evaluation.n_queries} queries against {evaluation.n_catalog} products "
+            f"({index.search_method} search)"
+        )
         for k in map(str, args.k):
             print(
                 f"  K={k:>3}  P@K {evaluation.precision_at_k[k]:.3f}  R@K {evaluation.recall_at_k[k]:.3f}  "

@@ -107,7 +107,7 @@ def test_cli_ann_switch(small_catalog_dir, tmp_path, capsys):
     output = tmp_path / "cli"
     args = [str(small_catalog_dir), "--model", "color-histogram", "--output", str(output)]
     assert build_index.main([*args, "--ann", "on"]) == 0
-    assert "Embedded 24, reused 0" in capsys.readouterr().out and (output / ANN_FILE).is_file()
+    assert "Embedded 24 images; search: ivf-sq8" in capsys.readouterr().out and (output / ANN_FILE).is_file()
     assert build_index.main([*args, "--ann", "off"]) == 0
-    assert "Embedded 0, reused 24 unchanged from the previous build; search: exact" in capsys.readouterr().out
+    assert "Embedded 0 images, reused 24 unchanged from the previous build; search: exact" in capsys.readouterr().out
     assert not (output / ANN_FILE).exists() and '"search": "exact"' in (output / METADATA_FILE).read_text()
