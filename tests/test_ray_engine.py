@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from lookalike.build import BuildConfig, Engine
@@ -13,7 +14,7 @@ from lookalike.catalog import CatalogSource
 from lookalike.embedding_store import load_index
 from lookalike.inference import InferenceKind
 from lookalike.pipeline import PipelineConfig
-from lookalike.ray_engine import RayConfig, embed_chunks_on_ray
+from lookalike.ray_engine import RayConfig, _cut_into_chunks, embed_chunks_on_ray
 
 
 @pytest.mark.slow
@@ -44,3 +45,11 @@ def test_without_ray_the_error_names_the_requirements_file(monkeypatch):
     chunks = embed_chunks_on_ray([[]], "efficientnet-lite0", InferenceKind.ONNX, PipelineConfig(), RayConfig())
     with pytest.raises(RuntimeError, match=r"pip install -r requirements-scale.txt"):
         next(chunks)
+
+
+def test_streamed_batches_are_cut_back_into_the_checkpoint_chunks():
+    """Ray hands results back in batches of its own sizes; the build checkpoints them chunk by chunk."""
+    bounds = [(0, 3), (3, 4), (4, 11)]
+    batches = iter([pa.table({"id": [str(i) for i in range(start, stop)]}) for start, stop in bounds])
+    chunks = list(_cut_into_chunks(batches, [5, 5, 1]))
+    assert [chunk["id"].to_pylist() for chunk in chunks] == [list("01234"), list("56789"), ["10"]]
