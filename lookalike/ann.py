@@ -172,7 +172,15 @@ class AnnIndex:
         scores = scores if Metric(metric) is Metric.COSINE else cosine_to_euclidean(scores)
         return SearchResults(indices=indices, scores=scores)
 
-    def _exact(self, query, k, exclude, allowed, position) -> tuple[np.ndarray, np.ndarray]:
+    def _exact(
+        self,
+        query: np.ndarray,
+        k: int,
+        exclude: Sequence[Sequence[int]] | None,
+        allowed: np.ndarray | None,
+        position: int,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Query number `position`'s exact top-k (cosine) over the stored vectors."""
         if self.vectors is None:
             raise ValueError("Exact fallback needs the catalog vectors: load the index with `vectors=`.")
         own_exclude = [exclude[position]] if exclude is not None else None
