@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 
 from .images import ImageSource, open_image, thumbnail
 
@@ -55,6 +55,11 @@ class SimilarityHeatmap:
         import matplotlib
 
         support = np.clip(self.heat, 0, None)
+        # The heat is constant over each lattice cell; blurring by half a cell hides the blocks.
+        cell = max(self.image.size) / 16
+        if support.max() > 0:  # Pillow blurs 8-bit pictures only: blur the 0-255 scaled map
+            scaled = Image.fromarray((support / support.max() * 255).astype(np.uint8))
+            support = np.asarray(scaled.filter(ImageFilter.GaussianBlur(cell)), dtype=np.float32)
         strength = support / support.max() if support.max() > 0 else support
         colours = matplotlib.colormaps["inferno"](strength)[..., :3]
         alpha = (opacity * strength)[..., None]

@@ -24,6 +24,7 @@ class RecommendWidgets:
     summary: gr.Markdown
     image_a: gr.Image
     image_b: gr.Image
+    tabs: gr.Tabs  # holding the Compare tab, id "compare"
 
 
 @dataclass(frozen=True)
@@ -50,19 +51,20 @@ def filter_controls(categories: list[str], item_ids: list[str]) -> FilterControl
 
 @dataclass(frozen=True)
 class SetControls:
+    accordion: gr.Accordion
     uploads: gr.File
     picked: gr.Dropdown
     button: gr.Button
 
 
 def set_controls(item_ids: list[str]) -> SetControls:
-    with gr.Accordion(f"Several products you like (up to {MAX_SET_SIZE})", open=False):
+    with gr.Accordion(f"Several products you like (up to {MAX_SET_SIZE})", open=False) as accordion:
         # No file_types: Gradio would refuse files by extension, and a JS client's Blob has none.
         # Our decoder reads the bytes instead and names what is wrong with a file that is no image.
         uploads = gr.File(file_count="multiple", label="Upload photos")
         picked = gr.Dropdown(item_ids, value=[], multiselect=True, label="and/or pick catalog products")
         button = gr.Button("Find lookalikes of the set")
-    return SetControls(uploads, picked, button)
+    return SetControls(accordion, uploads, picked, button)
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,7 @@ class FeedbackControls:
     more: gr.Button
     less: gr.Button
     why: gr.Button
+    add_to_set: gr.Button
 
 
 def feedback_controls() -> FeedbackControls:
@@ -112,7 +115,8 @@ def feedback_controls() -> FeedbackControls:
         more = gr.Button("More like this", size="sm")
         less = gr.Button("Less like this", size="sm")
         why = gr.Button("Why this one?", size="sm")
-    return FeedbackControls(selected_id, selected_note, more, less, why)
+        add_to_set = gr.Button("Add to my set", size="sm")
+    return FeedbackControls(selected_id, selected_note, more, less, why, add_to_set)
 
 
 @dataclass(frozen=True)
@@ -154,7 +158,12 @@ def wire(
     def search_event(trigger, handler, inputs, outputs=answer, **api) -> None:
         event = trigger(handler, inputs, outputs, **api, **model_queue)
         # New results: the product clicked before may be gone, or elsewhere in the gallery.
-        event.then(lambda: (None, SELECT_HINT), None, selection, api_visibility="private")
+        event.then(
+            lambda: (None, SELECT_HINT, gr.Gallery(selected_index=None)),
+            None,
+            [*selection, page.gallery],
+            api_visibility="private",
+        )
 
     private = {"api_visibility": "private"}
     search_event(page.find_button.click, handlers.search, search_inputs, api_name="search")
@@ -171,7 +180,7 @@ def wire(
     feedback.why.click(
         _compare_with_selected(handlers),
         [last_query, feedback.selected_id, page.backbone],
-        [page.image_a, page.image_b],
+        [page.image_a, page.image_b, page.tabs],
         **private,
     ).then(
         handlers.explain,
@@ -180,6 +189,12 @@ def wire(
         api_name="explain_selected",  # named, so the public endpoint keeps the name "explain"
         **private,
         **model_queue,
+    )
+    feedback.add_to_set.click(
+        add_to_set,
+        [product_set.picked, feedback.selected_id],
+        [product_set.picked, product_set.accordion, feedback.selected_note],
+        **private,
     )
     explain.button.click(
         handlers.explain, [page.image_a, page.image_b, page.backbone], heatmaps, api_name="explain", **model_queue
@@ -211,6 +226,17 @@ def _compare_with_selected(handlers: ShopperHandlers):
         if not selected_id or query is None:
             raise gr.Error("Search, then click a recommended product to see why it matches.")
         first = query.images[0] if query.images else handlers.product_image(query.item_ids[0], backbone)
-        return first, handlers.product_image(selected_id, backbone)
+        return first, handlers.product_image(selected_id, backbone), gr.Tabs(selected="compare")
 
     return handler
+
+
+def add_to_set(picked, selected_id):
+    """Add the clicked product to the liked set ("Several products you like")."""
+    if not selected_id:
+        raise gr.Error("Click a recommended product first, then add it to your set.")
+    picked = list(dict.fromkeys([*(picked or ()), selected_id]))
+    if len(picked) > MAX_SET_SIZE:
+        raise gr.Error(f"Your set already has {MAX_SET_SIZE} products; remove one first.")
+    note = f"Added **{selected_id}** to your set ({len(picked)} of {MAX_SET_SIZE}), under the search button."
+    return picked, gr.Accordion(open=True), note

@@ -205,59 +205,63 @@ def build_demo(service: LookalikeService, config: AppConfig) -> gr.Blocks:
                 f"(writes `{config.embeddings_dir}/efficientnet-lite0`), then restart the app."
                 + "".join(f"\n\n- {p}" for p in service.load_problems)
             )
-        with gr.Tab("Recommend"):
-            with gr.Row():
-                with gr.Column(scale=1):
-                    query = image_input(sources=["upload", "clipboard", "webcam"], label="Your product")
-                    k = gr.Slider(1, config.max_k, value=config.default_k, step=1, label="How many recommendations (K)")
-                    metric = gr.Radio([m.value for m in Metric], value=Metric.COSINE.value, label="Similarity")
-                    backbone = gr.Dropdown(names, value=default, label="Backbone (embeddings)")
-                    filters = shopper_ui.filter_controls(categories, item_ids)
-                    button = gr.Button("Find lookalikes", variant="primary")
-                    region = shopper_ui.region_controls()
-                    product_set = shopper_ui.set_controls(item_ids)
-                with gr.Column(scale=2):
-                    summary = gr.Markdown()
-                    # No preview on click: a click selects a product for "more / less like this".
-                    gallery = gr.Gallery(
-                        label="Recommendations", columns=4, height="auto", object_fit="contain", allow_preview=False
+        # Explicit, so that "Why this one?" can switch to the Compare tab.
+        with gr.Tabs() as tabs:
+            with gr.Tab("Recommend"):
+                with gr.Row():
+                    with gr.Column(scale=1):
+                        query = image_input(sources=["upload", "clipboard", "webcam"], label="Your product")
+                        k = gr.Slider(
+                            1, config.max_k, value=config.default_k, step=1, label="How many recommendations (K)"
+                        )
+                        metric = gr.Radio([m.value for m in Metric], value=Metric.COSINE.value, label="Similarity")
+                        backbone = gr.Dropdown(names, value=default, label="Backbone (embeddings)")
+                        filters = shopper_ui.filter_controls(categories, item_ids)
+                        button = gr.Button("Find lookalikes", variant="primary")
+                        region = shopper_ui.region_controls()
+                        product_set = shopper_ui.set_controls(item_ids)
+                    with gr.Column(scale=2):
+                        summary = gr.Markdown()
+                        # No preview on click: a click selects a product for "more / less like this".
+                        gallery = gr.Gallery(
+                            label="Recommendations", columns=4, height="auto", object_fit="contain", allow_preview=False
+                        )
+                        feedback = shopper_ui.feedback_controls()
+                        results = gr.JSON(label="Results", open=False)
+                inputs, outputs = [query, k, metric, backbone], [gallery, results, summary]
+                # The page's button runs `search` (filters, feedback); `recommend` stays for API clients,
+                # with its original four inputs: Gradio refuses calls that send fewer inputs than declared.
+                api_only = gr.Button(visible=False)
+                api_only.click(service.recommend, inputs, outputs, api_name="recommend", **model_queue)
+                if examples:
+                    gr.Examples(
+                        examples=[[path] for path, _ in examples],
+                        example_labels=[label for _, label in examples],
+                        inputs=[query],
+                        label="Example photos (not in the catalog): click one",
+                        examples_per_page=40,
                     )
-                    feedback = shopper_ui.feedback_controls()
-                    results = gr.JSON(label="Results", open=False)
-            inputs, outputs = [query, k, metric, backbone], [gallery, results, summary]
-            # The page's button runs `search` (filters, feedback); `recommend` stays for API clients,
-            # with its original four inputs: Gradio refuses calls that send fewer inputs than declared.
-            api_only = gr.Button(visible=False)
-            api_only.click(service.recommend, inputs, outputs, api_name="recommend", **model_queue)
-            if examples:
-                gr.Examples(
-                    examples=[[path] for path, _ in examples],
-                    example_labels=[label for _, label in examples],
-                    inputs=[query],
-                    label="Example photos (not in the catalog): click one",
-                    examples_per_page=40,
+            with gr.Tab("Compare two images", id="compare"):
+                with gr.Row():
+                    image_a = image_input(label="Image A")
+                    image_b = image_input(label="Image B")
+                compare_button = gr.Button("Compare", variant="primary")
+                verdict = gr.Markdown()
+                compare_button.click(
+                    service.compare, [image_a, image_b, backbone], verdict, api_name="compare", **model_queue
                 )
-        with gr.Tab("Compare two images"):
-            with gr.Row():
-                image_a = image_input(label="Image A")
-                image_b = image_input(label="Image B")
-            compare_button = gr.Button("Compare", variant="primary")
-            verdict = gr.Markdown()
-            compare_button.click(
-                service.compare, [image_a, image_b, backbone], verdict, api_name="compare", **model_queue
-            )
-            explain = shopper_ui.explain_controls()
-        with gr.Tab("Evaluation"):
-            report_summary = gr.Markdown()
-            report_figures = gr.Gallery(label="Figures", columns=2, height="auto", object_fit="contain")
+                explain = shopper_ui.explain_controls()
+            with gr.Tab("Evaluation"):
+                report_summary = gr.Markdown()
+                report_figures = gr.Gallery(label="Figures", columns=2, height="auto", object_fit="contain")
 
-            def show_report(name):
-                return service.evaluation(name, config.reports_dir)
+                def show_report(name):
+                    return service.evaluation(name, config.reports_dir)
 
-            for event in (demo.load, backbone.change):
-                event(show_report, backbone, [report_summary, report_figures], api_visibility="private")
+                for event in (demo.load, backbone.change):
+                    event(show_report, backbone, [report_summary, report_figures], api_visibility="private")
         page = shopper_ui.RecommendWidgets(
-            query, k, metric, backbone, button, gallery, results, summary, image_a, image_b
+            query, k, metric, backbone, button, gallery, results, summary, image_a, image_b, tabs
         )
         shopper_ui.wire(
             ShopperHandlers(service), demo, page, filters, product_set, region, feedback, explain, model_queue

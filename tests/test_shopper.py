@@ -9,8 +9,11 @@ import gradio as gr
 import pytest
 from PIL import Image
 
+from lookalike.recommend import Recommendation
+from lookalike.search import Metric
 from lookalike.shopper import Query, ShopperHandlers, region_of_interest
-from lookalike.ui import LookalikeService
+from lookalike.shopper_ui import add_to_set
+from lookalike.ui import LookalikeService, gallery_captions
 
 BACKBONE = "efficientnet-lite0"
 
@@ -110,3 +113,23 @@ def test_explain_gives_two_heatmaps_and_how_to_read_them(handlers, example_photo
     assert "Why they match" in note and "occlusion" in note
     with pytest.raises(gr.Error, match="two photos"):
         handlers.explain(None, str(product), BACKBONE)
+
+
+def test_captions_say_how_many_near_identical_products_were_folded_in():
+    image = Image.new("RGB", (4, 4))
+    results = [
+        Recommendation("a/1.jpg", "a", 0.91, 0.91, image, near_duplicates=("a/1-copy.jpg",)),
+        Recommendation("b/2.jpg", "b", 0.8, 0.8, image),
+    ]
+    assert gallery_captions(results, Metric.COSINE) == [
+        "a · similarity 0.910 · +1 near-identical",
+        "b · similarity 0.800",
+    ]
+
+
+def test_adding_the_clicked_product_to_the_set_opens_it_and_stops_at_five():
+    picked, _, note = add_to_set(["a/1.jpg"], "b/2.jpg")
+    assert picked == ["a/1.jpg", "b/2.jpg"] and "(2 of 5)" in note
+    assert add_to_set(picked, "b/2.jpg")[0] == picked  # already in the set: once
+    with pytest.raises(gr.Error, match="already has 5"):
+        add_to_set([f"x/{i}.jpg" for i in range(5)], "b/2.jpg")
