@@ -98,9 +98,12 @@ class AnnIndex:
 
     @classmethod
     def build(cls, embeddings: np.ndarray, config: AnnConfig | None = None) -> AnnIndex:
-        """Train on (a sample of) the catalog and add every row; keeps `embeddings` for re-ranking."""
+        """Train on (a sample of) the catalog and add every row; keeps `embeddings` for re-ranking.
+
+        Rows are added 100,000 at a time: a memory-mapped catalog is then never read into RAM whole.
+        """
         ann = cls.train(embeddings, config)
-        ann.add_chunks([embeddings])
+        ann.add_chunks(embeddings[start : start + 100_000] for start in range(0, len(embeddings), 100_000))
         ann.vectors = embeddings
         return ann
 

@@ -63,4 +63,5 @@ def reusable_rows(
     keys = pc.binary_join_element_wise(table.column("id"), table.column(HASH_COLUMN), "\0")
     keep = pc.is_in(keys, value_set=pa.array([f"{item_id}\0{digest}" for item_id, digest in wanted]))
     rows = table.filter(pc.fill_null(keep, False)).select(list(REUSED_COLUMNS))
-    return rows.set_column(3, "embedding", rows.column("embedding").cast(embedding_type))
+    position = rows.column_names.index("embedding")
+    return rows.set_column(position, "embedding", rows.column("embedding").cast(embedding_type))
