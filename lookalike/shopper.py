@@ -35,11 +35,23 @@ class Query:
     images: tuple[str, ...] = ()
     item_ids: tuple[str, ...] = ()
 
-    def permalink(self, k: int, backbone: str | None) -> str | None:
-        """A relative link that reproduces the results; only a single catalog product has one."""
-        if self.images or len(self.item_ids) != 1:
+    def permalink(self, k: int, metric: Metric, backbone: str | None, options: SearchOptions) -> str | None:
+        """A relative link to the page that reproduces these results, filters and feedback included.
+
+        Only searches from catalog products have one: the server keeps no uploads.
+
+        >>> Query(item_ids=("fruit/a.jpg",)).permalink(8, Metric.COSINE, None, SearchOptions(categories=("tool",)))
+        '?item=fruit%2Fa.jpg&k=8&category=tool'
+        """
+        if self.images or not self.item_ids:
             return None
-        params = {"item": self.item_ids[0], "k": k} | ({"backbone": backbone} if backbone else {})
+        params: list[tuple[str, object]] = [("item", item_id) for item_id in self.item_ids] + [("k", k)]
+        params += [("metric", metric.value)] if metric is not Metric.COSINE else []
+        params += [("backbone", backbone)] if backbone else []
+        params += [("category", category) for category in options.categories]
+        params += [("other_categories", "1")] if options.exclude_own_category else []
+        params += [("not_wanted", item_id) for item_id in options.not_wanted]
+        params += [("duplicates", "1")] if not options.collapse_duplicates else []
         return "?" + urlencode(params)
 
 
@@ -126,14 +138,24 @@ class ShopperHandlers:
         return (*answer, gr.update(value=not_wanted))
 
     def open_permalink(self, k, metric, backbone, request: gr.Request):
-        """On page load, `?item=ID&k=8&backbone=NAME` shows the recommendations for that product."""
-        params = dict(request.query_params) if request is not None else {}
-        if not params.get("item"):
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        """On page load, a link from `Query.permalink` (`?item=ID&k=8...`) shows its recommendations again.
+
+        Returns the search's answer, then the values of the controls it set: K, metric, backbone,
+        categories, "not my product's category", not wanted, collapse duplicates.
+        """
+        params = request.query_params if request is not None else None
+        items = params.getlist("item") if params is not None else []
+        if not items:
+            return tuple(gr.skip() for _ in range(4 + 7))
         k = _int_param(params.get("k"), k)
-        backbone = params.get("backbone") or backbone
-        answer = self.recommend_item(params["item"], k, params.get("metric") or metric, backbone)
-        return (*answer, gr.update(value=k), gr.update(value=backbone))
+        metric, backbone = params.get("metric") or metric, params.get("backbone") or backbone
+        controls = (params.getlist("category"), params.get("other_categories") == "1", params.getlist("not_wanted"))
+        collapse = params.get("duplicates") != "1"
+        if len(items) == 1:
+            answer = self.recommend_item(items[0], k, metric, backbone, *controls, collapse)
+        else:
+            answer = self.recommend_set(None, k, metric, backbone, items, *controls, collapse)
+        return (*answer, *(gr.update(value=value) for value in (k, metric, backbone, *controls, collapse)))
 
     def explain(self, image_a, image_b, backbone):
         """Heat-maps of the regions of each picture that drive their similarity, and how to read them."""
@@ -179,13 +201,16 @@ class ShopperHandlers:
             raise gr.Error(str(error)) from None
         elapsed_ms = (time.perf_counter() - started) * 1000
         gallery, as_json = self.service.present(recommender, found.items, metric)
-        summary = _summary(recommender, found.items, elapsed_ms, options.describe(found.query_categories), query, k)
+        link = query.permalink(k, metric, recommender.name, options)
+        summary = _summary(recommender, found.items, elapsed_ms, options.describe(found.query_categories), query, link)
         if not found.items:
             summary = "**No product passes these filters.** Choose more categories or clear the not-wanted list."
         return gallery, as_json, summary, query
 
 
-def _summary(recommender: Recommender, items, elapsed_ms: float, notes: list[str], query: Query, k: int) -> str:
+def _summary(
+    recommender: Recommender, items, elapsed_ms: float, notes: list[str], query: Query, link: str | None
+) -> str:
     searched = (
         f"{len(query.images) + len(query.item_ids)} products"
         if len(query.images) + len(query.item_ids) > 1
@@ -197,7 +222,6 @@ def _summary(recommender: Recommender, items, elapsed_ms: float, notes: list[str
     )
     if notes:
         text += "\n\nFilters: " + " · ".join(notes)
-    link = query.permalink(k, recommender.name)
     if link:
         text += f"\n\n[Link to these results]({link})"
     return text

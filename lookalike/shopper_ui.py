@@ -202,7 +202,7 @@ def wire(
     demo.load(
         handlers.open_permalink,
         [page.k, page.metric, page.backbone],
-        [*answer, page.k, page.backbone],
+        [*answer, page.k, page.metric, page.backbone, *filters.as_inputs()],
         **private,
         **model_queue,
     )

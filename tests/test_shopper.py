@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from types import SimpleNamespace
-from urllib.parse import parse_qsl
 
 import gradio as gr
 import pytest
 from PIL import Image
+from starlette.datastructures import QueryParams
 
 from lookalike.recommend import Recommendation
 from lookalike.search import Metric
-from lookalike.shopper import Query, ShopperHandlers, region_of_interest
+from lookalike.shopper import Query, SearchOptions, ShopperHandlers, region_of_interest
 from lookalike.shopper_ui import add_to_set
 from lookalike.ui import LookalikeService, gallery_captions
 
@@ -27,23 +27,42 @@ def ids(answer) -> list[str]:
     return [r["id"] for r in answer[1]]
 
 
+def reopen(handlers, summary: str, k=8, metric="cosine", backbone=None):
+    """What the page shows when opened at the summary's "Link to these results"."""
+    link = summary.split("[Link to these results](")[1].split(")")[0]
+    return handlers.open_permalink(
+        k, metric, backbone, SimpleNamespace(query_params=QueryParams(link.removeprefix("?")))
+    )
+
+
 def test_permalink_reproduces_the_recommendations_of_a_product(handlers):
     item_id = handlers.service.recommenders[BACKBONE].ids[7]
-    _, results, summary, query = handlers.recommend_item(item_id, 6, "cosine", BACKBONE)
-    link = query.permalink(6, BACKBONE)
-    assert link is not None and f"[Link to these results]({link})" in summary
-    request = SimpleNamespace(query_params=dict(parse_qsl(link.removeprefix("?"))))
-    *reopened, k_update, backbone_update = handlers.open_permalink(8, "cosine", None, request)
-    assert reopened[1] == results and len(reopened[0]) == 6
-    assert k_update["value"] == 6 and backbone_update["value"] == BACKBONE
+    _, results, summary, _ = handlers.recommend_item(item_id, 6, "cosine", BACKBONE)
+    page = reopen(handlers, summary)
+    assert page[1] == results and len(page[0]) == 6
+    assert [update["value"] for update in page[4:7]] == [6, "cosine", BACKBONE]
     expected = handlers.service.recommenders[BACKBONE].recommend_for_item(item_id, k=6)
     assert [r["id"] for r in results] == [r.id for r in expected]
 
 
-def test_page_without_link_parameters_is_left_alone(handlers):
-    answer = handlers.open_permalink(8, "cosine", BACKBONE, SimpleNamespace(query_params={}))
+def test_permalink_keeps_filters_feedback_and_sets(handlers):
+    ids_ = handlers.service.recommenders[BACKBONE].ids
+    item_id, not_wanted = ids_[7], [ids_[20]]
+    answer = handlers.recommend_item(item_id, 5, "euclidean", BACKBONE, ["money", "vehicle"], True, not_wanted, False)
+    *reopened, k, metric, _, categories, other_categories, not_wanted_update, collapse = reopen(handlers, answer[2])
+    assert reopened[1] == answer[1] and reopened[2].split(" ms")[1:] == answer[2].split(" ms")[1:]
+    assert (k["value"], metric["value"], categories["value"]) == (5, "euclidean", ["money", "vehicle"])
+    assert (other_categories["value"], not_wanted_update["value"], collapse["value"]) == (True, not_wanted, False)
+    product_set = handlers.recommend_set(None, 6, "cosine", BACKBONE, [ids_[1], ids_[2]])
+    assert "?item=" in product_set[2] and reopen(handlers, product_set[2])[1] == product_set[1]
+
+
+def test_page_without_link_parameters_is_left_alone_and_a_bad_link_explains(handlers):
+    answer = handlers.open_permalink(8, "cosine", BACKBONE, SimpleNamespace(query_params=QueryParams("")))
     assert all(isinstance(part, type(gr.skip())) for part in answer)
-    assert Query(images=("a.jpg",)).permalink(8, BACKBONE) is None
+    assert Query(images=("a.jpg",)).permalink(8, Metric.COSINE, BACKBONE, SearchOptions()) is None
+    with pytest.raises(gr.Error, match=r"No product with id 'shoes/x\.jpg'"):
+        handlers.open_permalink(8, "cosine", BACKBONE, SimpleNamespace(query_params=QueryParams("item=shoes/x.jpg")))
 
 
 def test_set_of_uploads_and_picked_products_never_returns_them(handlers, small_catalog_dir):
