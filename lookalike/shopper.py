@@ -93,6 +93,8 @@ class SearchOptions:
 
 @dataclass
 class ShopperHandlers:
+    """The shopper features' event handlers, over the app's recommenders and its answer format."""
+
     service: LookalikeService
 
     def search(self, image, k, metric, backbone, categories=(), exclude_own=False, not_wanted=(), collapse=True):
@@ -123,9 +125,12 @@ class ShopperHandlers:
         query = Query(item_ids=(str(item_id),))
         return self._run(query, k, metric, backbone, categories, exclude_own, not_wanted, collapse)
 
-    def recommend_region(self, editor_value, k, metric, backbone, categories=(), exclude_own=False, not_wanted=()):
+    def recommend_region(
+        self, editor_value, k, metric, backbone, categories=(), exclude_own=False, not_wanted=(), collapse=True
+    ):
         """Recommendations for the cropped region of a photo (the image editor's composite)."""
-        return self.search(region_of_interest(editor_value), k, metric, backbone, categories, exclude_own, not_wanted)
+        image = region_of_interest(editor_value)
+        return self.search(image, k, metric, backbone, categories, exclude_own, not_wanted, collapse)
 
     def less_like_this(self, query, selected_id, k, metric, backbone, categories, exclude_own, not_wanted, collapse):
         """Mark the selected product as not wanted and run the last search again, steered away from it."""
@@ -187,7 +192,7 @@ class ShopperHandlers:
 
     def _run(self, query: Query, k, metric, backbone, categories, exclude_own, not_wanted, collapse):
         k = self.service.checked_k(k)
-        metric = _metric(metric)
+        metric = checked_metric(metric)
         options = SearchOptions.from_controls(categories, exclude_own, not_wanted, collapse)
         recommender = self.service.recommender_for(backbone)
         started = time.perf_counter()
@@ -241,7 +246,7 @@ def _path(upload) -> str:
     return str(getattr(upload, "path", None) or getattr(upload, "name", None) or upload)
 
 
-def _metric(metric) -> Metric:
+def checked_metric(metric: str | None) -> Metric:
     try:
         return Metric(metric or Metric.COSINE)
     except ValueError:

@@ -170,7 +170,7 @@ def wire(
     search_event(page.query.change, _search_on_change(handlers), search_inputs, **private)
     set_inputs = [product_set.uploads, page.k, page.metric, page.backbone, product_set.picked, *filters.as_inputs()]
     search_event(product_set.button.click, handlers.recommend_set, set_inputs, api_name="recommend_set")
-    region_inputs = [region.editor, *options[:-1]]
+    region_inputs = [region.editor, *options]
     search_event(region.button.click, handlers.recommend_region, region_inputs, api_name="recommend_region")
     page.gallery.select(handlers.selected_product, page.results, selection, **private)
     item_inputs = [feedback.selected_id, *options]

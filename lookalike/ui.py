@@ -17,7 +17,7 @@ from .images import ImageError, open_image
 from .recommend import Recommendation, Recommender, average_similarity
 from .report import latest_report
 from .search import Metric
-from .shopper import ShopperHandlers
+from .shopper import ShopperHandlers, checked_metric
 
 logger = logging.getLogger(__name__)
 
@@ -171,13 +171,6 @@ def gallery_captions(results: list[Recommendation], metric: Metric) -> list[str]
         + (f" · +{len(r.near_duplicates)} near-identical" if r.near_duplicates else "")
         for r in results
     ]
-
-
-def checked_metric(metric: str | None) -> Metric:
-    try:
-        return Metric(metric or Metric.COSINE)
-    except ValueError:
-        raise gr.Error(f"Unknown metric {metric!r}; use cosine or euclidean.") from None
 
 
 def example_images(examples_dir: Path) -> list[tuple[str, str]]:
