@@ -74,6 +74,8 @@ class RegionControls:
 
 
 def region_controls() -> RegionControls:
+    from .ui import with_readable_upload_errors  # imported here because ui imports this module
+
     with gr.Accordion("Crop to the part that matters", open=False):
         gr.Markdown(
             "Upload the photo here, pick the image tool, then crop (✓ to confirm) to the product you mean. "
@@ -82,14 +84,16 @@ def region_controls() -> RegionControls:
         # Not filled from "Your product": Gradio 6.31 sends a crop back only for a picture uploaded into
         # the editor itself; one the server put there comes back uncropped (checked in headless Chromium).
         # brush=False would also hide the toolbar, crop tool included, so the brush stays, in white.
-        editor = gr.ImageEditor(
-            type="filepath",
-            image_mode="RGB",
-            sources=["upload", "clipboard"],
-            transforms=["crop"],
-            brush=gr.Brush(colors=["#FFFFFF"], default_color="#FFFFFF", color_mode="fixed"),
-            layers=False,
-            label="Region of interest",
+        editor = with_readable_upload_errors(
+            gr.ImageEditor(
+                type="filepath",
+                image_mode="RGB",
+                sources=["upload", "clipboard"],
+                transforms=["crop"],
+                brush=gr.Brush(colors=["#FFFFFF"], default_color="#FFFFFF", color_mode="fixed"),
+                layers=False,
+                label="Region of interest",
+            )
         )
         button = gr.Button("Find lookalikes of the cropped region")
     return RegionControls(editor, button)

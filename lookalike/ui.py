@@ -40,13 +40,17 @@ class AppConfig:
 
 
 def image_input(**options) -> gr.Image:
-    """A gr.Image whose undecodable uploads get a readable message instead of a bare 'Error'.
+    """A gr.Image whose undecodable uploads get a readable message instead of a bare 'Error'."""
+    return with_readable_upload_errors(gr.Image(type="filepath", image_mode=None, **options))
+
+
+def with_readable_upload_errors(component: gr.components.Component) -> gr.components.Component:
+    """Give an image component's undecodable uploads a readable message instead of a bare 'Error'.
 
     Gradio opens uploads with PIL before our handler runs; its exceptions would reach the user as
     'Error'. We wrap the instance's preprocess rather than subclass, because subclassing a
     component makes gradio write a .pyi file next to this module at import time.
     """
-    component = gr.Image(type="filepath", image_mode=None, **options)
     stock_preprocess = component.preprocess
 
     def preprocess(payload):
@@ -62,8 +66,10 @@ def image_input(**options) -> gr.Image:
 
 
 def _why_unreadable(payload, error: Exception) -> str:
+    # An image editor's payload holds several files; the composite is the one we search.
+    upload = getattr(payload, "composite", None) or payload
     try:
-        open_image(payload.path)
+        open_image(upload.path)
     except ImageError as reason:
         return str(reason)
     except Exception:

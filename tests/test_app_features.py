@@ -109,6 +109,14 @@ def test_recommend_region_searches_the_crop_not_the_whole_photo(client, small_ca
     assert [r["label"] for r in cropped[:3]] == ["money"] * 3
 
 
+def test_a_region_that_is_no_image_gets_a_readable_message(client, tmp_path):
+    notes = tmp_path / "notes.jpg"
+    notes.write_bytes(b"<html>404 Not Found</html>")
+    editor = {"background": handle_file(str(notes)), "layers": [], "composite": handle_file(str(notes))}
+    with pytest.raises(AppError, match="This file is not an image Pillow can read"):
+        client.predict(editor, 5, api_name="/recommend_region")
+
+
 def test_explain_returns_a_heatmap_per_picture(client, example_photo, small_catalog_dir):
     product = sorted((small_catalog_dir / "fruit").glob("*.jpg"))[0]
     heatmap_a, heatmap_b, note = client.predict(
