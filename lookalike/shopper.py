@@ -132,6 +132,12 @@ class ShopperHandlers:
         image = region_of_interest(editor_value)
         return self.search(image, k, metric, backbone, categories, exclude_own, not_wanted, collapse)
 
+    def search_again(self, query, k, metric, backbone, categories, exclude_own, not_wanted, collapse):
+        """The last search with the filters as they are now; nothing before a first search."""
+        if query is None:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        return self._run(query, k, metric, backbone, categories, exclude_own, not_wanted, collapse)
+
     def less_like_this(self, query, selected_id, k, metric, backbone, categories, exclude_own, not_wanted, collapse):
         """Mark the selected product as not wanted and run the last search again, steered away from it."""
         if not selected_id:

@@ -181,6 +181,9 @@ def wire(
     search_event(feedback.more.click, handlers.recommend_item, item_inputs, api_name="recommend_item")
     less_inputs = [last_query, feedback.selected_id, *options]
     search_event(feedback.less.click, handlers.less_like_this, less_inputs, [*answer, filters.not_wanted], **private)
+    # A filter changed by the user applies at once (`input`: not when a shared link sets it on load).
+    for control in filters.as_inputs():
+        search_event(control.input, handlers.search_again, [last_query, *options], **private)
     feedback.why.click(
         _compare_with_selected(handlers),
         [last_query, feedback.selected_id, page.backbone],

@@ -138,3 +138,14 @@ def test_a_shared_link_opens_on_the_same_recommendations(browser, app_url, small
     assert sum(caption.startswith("vehicle") for caption in captions) >= 3
     browser.save_screenshot(SCREENSHOTS / "9-shared-link.png")
     assert gallery_captions(browser) == captions
+
+
+def test_ticking_a_category_filters_the_results_at_once(page, example_photo):
+    upload(page, example_photo, "Your product")
+    wait_for_gallery(page)
+    open_accordion(page, "Filters")
+    click(page, page.find_element(By.XPATH, "//label[.//span[normalize-space()='money']]//input"))
+    wait(page).until(lambda d: "Filters: only money" in body_text(d))
+    captions = wait_for_gallery(page, k=6)  # the small catalog has 6 banknotes
+    assert all(caption.startswith("money") for caption in captions), captions
+    page.save_screenshot(SCREENSHOTS / "10-filtered.png")

@@ -152,3 +152,13 @@ def test_adding_the_clicked_product_to_the_set_opens_it_and_stops_at_five():
     assert add_to_set(picked, "b/2.jpg")[0] == picked  # already in the set: once
     with pytest.raises(gr.Error, match="already has 5"):
         add_to_set([f"x/{i}.jpg" for i in range(5)], "b/2.jpg")
+
+
+def test_changing_a_filter_runs_the_last_search_again(handlers, example_photo):
+    assert all(
+        isinstance(part, type(gr.skip()))
+        for part in handlers.search_again(None, 5, "cosine", BACKBONE, [], False, [], True)
+    )
+    first = handlers.search(str(example_photo), 5, "cosine", BACKBONE)
+    filtered = handlers.search_again(first[3], 5, "cosine", BACKBONE, ["vehicle"], False, [], True)
+    assert filtered[3] == first[3] and {r["label"] for r in filtered[1]} == {"vehicle"}
