@@ -179,13 +179,13 @@ def gallery_captions(results: list[Recommendation], metric: Metric) -> list[str]
     ]
 
 
-def example_images(examples_dir: Path) -> list[tuple[str, str]]:
-    """(path, category) of each example query photo; none if the folder is missing."""
+def example_images(examples_dir: Path) -> list[str]:
+    """The path of each example query photo, category by category; none if the folder is missing."""
     try:
         catalog = load_image_folder(examples_dir)
     except ValueError:
         return []
-    return [(str(item.image), item.label) for item in catalog.items]
+    return [str(item.image) for item in catalog.items]
 
 
 def build_demo(service: LookalikeService, config: AppConfig) -> gr.Blocks:
@@ -234,8 +234,8 @@ def build_demo(service: LookalikeService, config: AppConfig) -> gr.Blocks:
                 api_only.click(service.recommend, inputs, outputs, api_name="recommend", **model_queue)
                 if examples:
                     gr.Examples(
-                        examples=[[path] for path, _ in examples],
-                        example_labels=[label for _, label in examples],
+                        # Thumbnails, not category names: a shopper picks a product by its look.
+                        examples=[[path] for path in examples],
                         inputs=[query],
                         label="Example photos (not in the catalog): click one",
                         examples_per_page=40,

@@ -85,7 +85,13 @@ def test_uploading_a_photo_shows_k_captioned_recommendations(page, example_photo
 
 
 def test_clicking_an_example_recommends_for_it(page):
-    example = next(b for b in page.find_elements(By.CSS_SELECTOR, "button") if b.text.strip() == "flower")
+    # Examples show as thumbnails; the daffodil photo is one of the flower examples.
+    def daffodil_button(driver):
+        thumbnails = driver.find_elements(By.CSS_SELECTOR, "button img")
+        found = [i for i in thumbnails if (i.get_attribute("src") or "").endswith("/daffodil.jpg")]
+        return found[0].find_element(By.XPATH, "./ancestor::button[1]") if found else False
+
+    example = wait(page).until(daffodil_button)
     page.execute_script("arguments[0].scrollIntoView({block: 'center'});", example)
     example.click()
     captions = wait_for_gallery(page)
