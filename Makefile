@@ -76,3 +76,14 @@ finetune-fashion-mnist: eval-fashion-mnist
 		--output data/bundled-fashion-mnist-tuned
 	$(PYTHON) -m lookalike.evaluate embeddings/efficientnet-lite0 data/bundled-fashion-mnist-tuned \
 		--protocol leave-one-out --k 1 5 10 --report reports/finetune-fashion-mnist-other-domain
+
+# The same two backbones on all of Fashion-MNIST: 10,000 test queries against 60,000 train images.
+FMNIST_FULL = data/fashion-mnist-full
+.PHONY: finetune-fashion-mnist-full
+finetune-fashion-mnist-full: finetune-fashion-mnist
+	test -d $(FMNIST_FULL) || $(PYTHON) scripts/prepare_fashion_mnist.py --output $(FMNIST_FULL)
+	for m in efficientnet-lite0 $(FMNIST_TUNED); do test -d $(FMNIST_FULL)-embeddings/$$(basename $$m) || \
+		$(PYTHON) build_index.py $(FMNIST_FULL) --split-column split --model $$m \
+		--output $(FMNIST_FULL)-embeddings/$$(basename $$m); done
+	$(PYTHON) -m lookalike.evaluate $(FMNIST_FULL)-embeddings/efficientnet-lite0 \
+		$(FMNIST_FULL)-embeddings/fashion-mnist-lite0 --k 1 5 10 20 --json reports/finetune-fashion-mnist/full-10k-vs-60k.json
