@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
 
 from tests import test_browser
 from tests.test_browser import SCREENSHOTS, gallery_captions, upload, wait, wait_for_gallery
@@ -64,15 +65,30 @@ def picture_box(canvas) -> tuple[int, int, int, int]:
 
 def test_cropping_in_the_editor_searches_only_the_cropped_part(page, scene):
     open_accordion(page, "Crop to the part that matters")
-    upload(page, scene, "Region of interest")
-    editor = page.find_element(
-        By.XPATH,
-        "(//*[@data-testid='block-label' and normalize-space()='Region of interest'])/ancestor::div[.//canvas][1]",
+    editor_xpath = (
+        "(//*[@data-testid='block-label' and normalize-space()='Region of interest'])/ancestor::div[.//canvas][1]"
     )
-    wait(page).until(lambda d: editor.find_elements(By.CSS_SELECTOR, "button[aria-label=Image]"))
-    click(page, editor.find_element(By.CSS_SELECTOR, "button[aria-label=Image]"))
-    wait(page).until(lambda d: editor.find_elements(By.CSS_SELECTOR, "button[aria-label=Crop]"))
-    click(page, editor.find_element(By.CSS_SELECTOR, "button[aria-label=Crop]"))
+    editor = wait(page).until(lambda d: d.find_element(By.XPATH, editor_xpath))
+
+    def photo_in_editor(driver):
+        # A file sent while the accordion's editor is still mounting is dropped: send it again.
+        if "Upload an image" not in editor.text:
+            return True
+        upload(driver, scene, "Region of interest")
+        return False
+
+    WebDriverWait(page, 60, poll_frequency=5).until(photo_in_editor)
+
+    def crop_tool(driver):
+        # A click on "Image" that lands while the editor is still settling is lost: click again until
+        # its tools show (slowly enough that a late-opening toolbar is not closed again).
+        tools = editor.find_elements(By.CSS_SELECTOR, "button[aria-label=Crop]")
+        if tools:
+            return tools[0]
+        click(driver, editor.find_element(By.CSS_SELECTOR, "button[aria-label=Image]"))
+        return False
+
+    click(page, WebDriverWait(page, 60, poll_frequency=3).until(crop_tool))
     wait(page).until(lambda d: button(d, "Confirm crop"))
     # Two stacked canvases: the crop view is the one displayed now.
     canvas = next(c for c in editor.find_elements(By.CSS_SELECTOR, "canvas") if c.is_displayed())
