@@ -10,7 +10,8 @@ if __name__ == "__main__":
 
     reexec_with_fast_malloc()  # before the model loads: it restarts the process
 
-from lookalike.ui import AppConfig, LookalikeService, build_demo
+from lookalike.app.layout import AppConfig, build_demo
+from lookalike.app.service import LookalikeService
 
 # LOOKALIKE_EMBEDDINGS points the app at another set of built embeddings (tests, other catalogs);
 # LOOKALIKE_MODEL_CONCURRENCY suits the model queue to a machine with more cores.

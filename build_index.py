@@ -12,12 +12,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from lookalike.ann import ANN_MIN_ITEMS, AnnMode
-from lookalike.backbones import DEFAULT_BACKBONE, available_backbones
-from lookalike.build import BuildConfig, Engine, build_index
+from lookalike.backbones.inference import InferenceKind
+from lookalike.backbones.registry import DEFAULT_BACKBONE, available_backbones
+from lookalike.build.builder import BuildConfig, Engine, build_index
+from lookalike.build.ray_engine import RayConfig
 from lookalike.catalog import CatalogSource
-from lookalike.inference import InferenceKind
-from lookalike.ray_engine import RayConfig
+from lookalike.index.ann import ANN_MIN_ITEMS, AnnMode
 from lookalike.runtime import reexec_with_fast_malloc
 
 
@@ -109,8 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         for skipped in report.skipped:
             print(f"  {skipped.id}: {skipped.reason}")
     if args.push_to_hub:
-        from lookalike.embedding_store import push_index_to_hub
         from lookalike.hub import push_exit_code
+        from lookalike.index.store import push_index_to_hub
 
         return push_exit_code(lambda: push_index_to_hub(report.output, args.push_to_hub))
     return 0

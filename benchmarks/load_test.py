@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a scri
 from gradio_client import Client, handle_file
 
 from lookalike.catalog import EXAMPLES_DIR, REPO_ROOT
-from lookalike.local_server import running_app
+from tests.local_server import running_app
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .images import ImageSource
+from lookalike.images import ImageSource
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_CATALOG_DIR = REPO_ROOT / "catalog"

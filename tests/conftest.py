@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from lookalike.build import BuildConfig, build_index
+from lookalike.build.builder import BuildConfig, build_index
 from lookalike.catalog import BUNDLED_CATALOG_DIR, EXAMPLES_DIR, CatalogSource
-from lookalike.local_server import running_app
+from tests.local_server import running_app
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SMALL_CATEGORIES = ("fruit", "vehicle", "flower", "money")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lookalike.ann import AnnConfig, AnnIndex
-from lookalike.search import top_k
+from lookalike.index.ann import AnnConfig, AnnIndex
+from lookalike.index.exact import top_k
 
 
 def clustered_unit_vectors(n: int, dim: int = 64, n_clusters: int = 20, seed: int = 0) -> np.ndarray:

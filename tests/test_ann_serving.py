@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 import build_index
-from lookalike.ann import ANN_FILE
-from lookalike.build import BuildConfig
-from lookalike.build import build_index as build
+from lookalike.build.builder import BuildConfig
+from lookalike.build.builder import build_index as build
 from lookalike.catalog import CatalogSource
-from lookalike.embedding_store import EMBEDDINGS_FILE, METADATA_FILE, MissingIndexError, load_index
-from lookalike.evaluate import Protocol, evaluate_query_set, query_set
-from lookalike.recommend import Recommender
+from lookalike.evaluate.scoring import Protocol, evaluate_query_set, query_set
+from lookalike.index.ann import ANN_FILE
+from lookalike.index.store import EMBEDDINGS_FILE, METADATA_FILE, MissingIndexError, load_index
+from lookalike.recommend.recommender import Recommender
 
 
 @pytest.fixture(scope="module")

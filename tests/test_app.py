@@ -8,8 +8,9 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from lookalike.local_server import running_app
-from lookalike.ui import AppConfig, LookalikeService, build_demo
+from lookalike.app.layout import AppConfig, build_demo
+from lookalike.app.service import LookalikeService
+from tests.local_server import running_app
 from tests.upload_cases import UPLOAD_CASES, exif_rotated_jpeg, oversized_png, photo
 
 

@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 from transformers import ConvNextConfig, ConvNextImageProcessor, ConvNextModel, ResNetConfig, ResNetModel
 
-from lookalike.backbones import BACKBONES, UnknownBackboneError, available_backbones, load_backbone
+from lookalike.backbones.embedding import embed_images
+from lookalike.backbones.registry import BACKBONES, UnknownBackboneError, available_backbones, load_backbone
 from lookalike.catalog import EXAMPLES_DIR
-from lookalike.embedding import embed_images
 from lookalike.images import open_image
 
 

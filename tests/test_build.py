@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 import build_index
-from lookalike import build as build_module
-from lookalike.build import BuildConfig
-from lookalike.build import build_index as build
+from lookalike.build import builder as build_module
+from lookalike.build.builder import BuildConfig
+from lookalike.build.builder import build_index as build
 from lookalike.catalog import REPO_ROOT, CatalogSource
-from lookalike.embedding_store import METADATA_FILE, MissingIndexError, load_index, push_index_to_hub
+from lookalike.index.store import METADATA_FILE, MissingIndexError, load_index, push_index_to_hub
 
 
 @pytest.fixture

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lookalike.build import BuildConfig, build_index
+from lookalike.build.builder import BuildConfig, build_index
 from lookalike.catalog import REPO_ROOT, CatalogSource
-from lookalike.duplicates import DUPLICATE_SIMILARITY, find_duplicate_groups, main
-from lookalike.embedding_store import load_index
-from lookalike.recommend import RecommendationRequest, Recommender
+from lookalike.duplicates import main
+from lookalike.index.store import load_index
+from lookalike.recommend.duplicates import DUPLICATE_SIMILARITY, find_duplicate_groups
+from lookalike.recommend.recommender import RecommendationRequest, Recommender
 
 
 def test_groups_are_transitive_and_most_similar_first():

@@ -8,11 +8,11 @@ import os
 import numpy as np
 import pytest
 
-from lookalike import evaluate
-from lookalike.build import BuildConfig, build_index
+from lookalike.build.builder import BuildConfig, build_index
 from lookalike.catalog import CatalogSource
-from lookalike.embedding_store import load_index
-from lookalike.report import FIGURES, RESULTS_FILE, latest_report
+from lookalike.evaluate import __main__ as evaluate
+from lookalike.evaluate.saved_reports import FIGURES, RESULTS_FILE, latest_report
+from lookalike.index.store import load_index
 
 
 def direct_precision(embeddings, labels, catalog_mask, query_mask, k, leave_one_out=False):

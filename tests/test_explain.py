@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lookalike.backbones import load_backbone
+from lookalike.backbones.embedding import embed_images
+from lookalike.backbones.registry import load_backbone
 from lookalike.catalog import BUNDLED_CATALOG_DIR
-from lookalike.embedding import embed_images
-from lookalike.explain import Occlusion, explain_similarity, similarity_heatmap
+from lookalike.recommend.explain import Occlusion, explain_similarity, similarity_heatmap
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from lookalike.catalog import REPO_ROOT
-from lookalike.embedding_store import load_index
-from lookalike.feedback import RocchioWeights, combine_set, rocchio
+from lookalike.index.store import load_index
+from lookalike.recommend.feedback import RocchioWeights, combine_set, rocchio
 
 
 def test_set_query_is_the_unit_mean_direction():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lookalike.filters import CategoryFilter
+from lookalike.recommend.filters import CategoryFilter
 
 LABELS = ["fruit", "fruit", "tool", "bird", "tool"]
 

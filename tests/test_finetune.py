@@ -8,15 +8,16 @@ import torch
 from PIL import Image
 from transformers import ConvNextConfig, ConvNextModel, ResNetConfig, ResNetModel
 
-from lookalike import finetune as finetune_module
-from lookalike.augment import Augmentation
-from lookalike.backbones import load_backbone, pooled_features
+from lookalike.backbones.embedding import embed_images
+from lookalike.backbones.registry import load_backbone, pooled_features
 from lookalike.catalog import CatalogSource
-from lookalike.embedding import embed_images
-from lookalike.finetune import CHECKPOINTS, FinetuneConfig, finetune, main, push_finetuned
+from lookalike.finetune import training as finetune_module
+from lookalike.finetune.__main__ import main
+from lookalike.finetune.augment import Augmentation
+from lookalike.finetune.losses import ProxyCosFaceLoss
+from lookalike.finetune.training import CHECKPOINTS, FinetuneConfig, finetune, push_finetuned
+from lookalike.finetune.trunk import trunk_of
 from lookalike.images import open_image
-from lookalike.losses import ProxyCosFaceLoss
-from lookalike.trunk import trunk_of
 
 
 def tiny_resnet() -> ResNetModel:

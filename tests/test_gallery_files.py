@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PIL import Image
 
-from lookalike.gallery_files import ThumbnailFiles
+from lookalike.app.gallery_files import ThumbnailFiles
 
 
 def test_each_product_gets_one_stable_file(tmp_path):

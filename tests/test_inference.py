@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lookalike import inference as inference_module
-from lookalike.backbones import load_backbone
+from lookalike.backbones import inference as inference_module
+from lookalike.backbones.embedding import embed_images
+from lookalike.backbones.inference import InferenceConfig, InferenceKind, export_onnx, load_inference, onnx_model_path
+from lookalike.backbones.registry import load_backbone
+from lookalike.build.pipeline import PipelineConfig, embed_sources, ordered_map
 from lookalike.catalog import load_image_folder
-from lookalike.embedding import embed_images
 from lookalike.images import open_image
-from lookalike.inference import InferenceConfig, InferenceKind, export_onnx, load_inference, onnx_model_path
-from lookalike.pipeline import PipelineConfig, embed_sources, ordered_map
 
 # fp32 ONNX Runtime vs PyTorch: different kernels, same maths. Unit vectors agree to this per component.
 FP32_TOLERANCE = 1e-5

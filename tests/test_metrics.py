@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lookalike.metrics import map_at_k, mean_similarity_at_k, precision_at_k, recall_at_k
+from lookalike.evaluate.metrics import map_at_k, mean_similarity_at_k, precision_at_k, recall_at_k
 
 RETRIEVED = np.array([["a", "b", "a"], ["c", "c", "b"], ["b", "a", "a"]])
 QUERIES = np.array(["a", "b", "a"])

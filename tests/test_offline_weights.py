@@ -5,15 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lookalike.backbones import BACKBONES
-from lookalike.catalog import BUNDLED_CATALOG_DIR, EXAMPLES_DIR
-from lookalike.images import open_image
-from lookalike.offline_weights import (
+from lookalike.backbones.offline_weights import (
     efficientnet_lite0_weights_path,
     load_efficientnet_lite0,
     load_mobilenet_v2,
     mobilenet_v2_weights_path,
 )
+from lookalike.backbones.registry import BACKBONES
+from lookalike.catalog import BUNDLED_CATALOG_DIR, EXAMPLES_DIR
+from lookalike.images import open_image
 
 GRANNY_SMITH = 948  # ImageNet-1k class index
 

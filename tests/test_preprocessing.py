@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 from transformers import ConvNextImageProcessor
 
-from lookalike.preprocessing import Preprocessing, preprocessing_from_image_processor
+from lookalike.backbones.preprocessing import Preprocessing, preprocessing_from_image_processor
 
 
 def test_batch_shape_and_normalisation():

@@ -8,13 +8,13 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from lookalike.build import BuildConfig, Engine
-from lookalike.build import build_index as build
+from lookalike.backbones.inference import InferenceKind
+from lookalike.build.builder import BuildConfig, Engine
+from lookalike.build.builder import build_index as build
+from lookalike.build.pipeline import PipelineConfig
+from lookalike.build.ray_engine import RayConfig, _cut_into_chunks, embed_chunks_on_ray
 from lookalike.catalog import CatalogSource
-from lookalike.embedding_store import load_index
-from lookalike.inference import InferenceKind
-from lookalike.pipeline import PipelineConfig
-from lookalike.ray_engine import RayConfig, _cut_into_chunks, embed_chunks_on_ray
+from lookalike.index.store import load_index
 
 
 @pytest.mark.slow

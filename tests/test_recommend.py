@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from lookalike.backbones import load_backbone
-from lookalike.embedding_store import IndexMismatchError, load_index
-from lookalike.filters import CategoryFilter
-from lookalike.recommend import RecommendationRequest, Recommender, average_similarity
+from lookalike.backbones.registry import load_backbone
+from lookalike.index.store import IndexMismatchError, load_index
+from lookalike.recommend.filters import CategoryFilter
+from lookalike.recommend.recommender import RecommendationRequest, Recommender, average_similarity
 
 
 @pytest.fixture(scope="module")

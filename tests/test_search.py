@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lookalike.embedding import l2_normalize
-from lookalike.search import Metric, top_k
+from lookalike.backbones.embedding import l2_normalize
+from lookalike.index.exact import Metric, top_k
 
 
 def brute_force(catalog, query, k, metric, excluded=()):

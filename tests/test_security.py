@@ -13,7 +13,7 @@ import pytest
 
 import build_index
 from lookalike.catalog import REPO_ROOT
-from lookalike.embedding_store import push_index_to_hub
+from lookalike.index.store import push_index_to_hub
 from tests.upload_cases import oversized_png
 
 OUTSIDE_FILES = [

@@ -9,11 +9,11 @@ import pytest
 from PIL import Image
 from starlette.datastructures import QueryParams
 
-from lookalike.recommend import Recommendation
-from lookalike.search import Metric
-from lookalike.shopper import Query, SearchOptions, ShopperHandlers, region_of_interest
-from lookalike.shopper_ui import add_to_set
-from lookalike.ui import LookalikeService, gallery_captions
+from lookalike.app.service import LookalikeService, gallery_captions
+from lookalike.app.shopper import Query, SearchOptions, ShopperHandlers, region_of_interest
+from lookalike.app.shopper_controls import add_to_set
+from lookalike.index.exact import Metric
+from lookalike.recommend.recommender import Recommendation
 
 BACKBONE = "efficientnet-lite0"
 

@@ -1,0 +1,124 @@
+"""The Gradio app: plain handler functions (testable without a browser) wired into gr.Blocks."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+
+from lookalike.app import shopper_controls
+from lookalike.app.components import image_input
+from lookalike.app.service import LookalikeService
+from lookalike.app.shopper import ShopperHandlers
+from lookalike.catalog import EXAMPLES_DIR, load_image_folder
+from lookalike.index.exact import Metric
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """What the app serves and its limits."""
+
+    embeddings_dir: Path = Path("embeddings")
+    examples_dir: Path = EXAMPLES_DIR
+    default_k: int = 8
+    max_k: int = 24
+    max_file_size: str = "10mb"
+    preferred_backbone: str = "efficientnet-lite0"
+    reports_dir: Path = Path("reports")
+    # Model calls (recommend, compare) running at once, shared by all users; the rest queue.
+    # 1 and 2 gave the same throughput on 2 cores (benchmarks/README.md); 2 keeps one slow upload
+    # (a big photo decoding) from holding up everyone, and more would only contend for the cores.
+    model_concurrency: int = 2
+
+
+def example_images(examples_dir: Path) -> list[str]:
+    """The path of each example query photo, category by category; none if the folder is missing."""
+    try:
+        catalog = load_image_folder(examples_dir)
+    except ValueError:
+        return []
+    return [str(item.image) for item in catalog.items]
+
+
+def build_demo(service: LookalikeService, config: AppConfig) -> gr.Blocks:
+    names = list(service.recommenders)
+    default = config.preferred_backbone if config.preferred_backbone in names else (names[0] if names else None)
+    examples = example_images(config.examples_dir)
+    catalog = service.recommenders.get(default)
+    item_ids, categories = (list(catalog.ids), sorted(set(catalog.labels))) if catalog else ([], [])
+    # One queue for every event that runs the model, so its limit bounds them all together.
+    model_queue = {"concurrency_id": "model", "concurrency_limit": config.model_concurrency}
+    with gr.Blocks(title="Lookalike: visually similar products") as demo:
+        gr.Markdown("# Lookalike\nShow a product you like and get the most visually similar products of the catalog.")
+        if not names:
+            gr.Markdown(
+                "### No embeddings to serve yet\nBuild them first: `python build_index.py` "
+                f"(writes `{config.embeddings_dir}/efficientnet-lite0`), then restart the app."
+                + "".join(f"\n\n- {p}" for p in service.load_problems)
+            )
+        # Explicit, so that "Why this one?" can switch to the Compare tab.
+        with gr.Tabs() as tabs:
+            with gr.Tab("Recommend"):
+                with gr.Row():
+                    with gr.Column(scale=1):
+                        query = image_input(sources=["upload", "clipboard", "webcam"], label="Your product")
+                        k = gr.Slider(
+                            1, config.max_k, value=config.default_k, step=1, label="How many recommendations (K)"
+                        )
+                        metric = gr.Radio([m.value for m in Metric], value=Metric.COSINE.value, label="Similarity")
+                        backbone = gr.Dropdown(names, value=default, label="Backbone (embeddings)")
+                        filters = shopper_controls.filter_controls(categories, item_ids)
+                        button = gr.Button("Find lookalikes", variant="primary")
+                        region = shopper_controls.region_controls()
+                        product_set = shopper_controls.set_controls(item_ids)
+                    with gr.Column(scale=2):
+                        summary = gr.Markdown()
+                        # No preview on click: a click selects a product for "more / less like this".
+                        gallery = gr.Gallery(
+                            label="Recommendations", columns=4, height="auto", object_fit="contain", allow_preview=False
+                        )
+                        feedback = shopper_controls.feedback_controls()
+                        results = gr.JSON(label="Results", open=False)
+                inputs, outputs = [query, k, metric, backbone], [gallery, results, summary]
+                # The page's button runs `search` (filters, feedback); `recommend` stays for API clients,
+                # with its original four inputs: Gradio refuses calls that send fewer inputs than declared.
+                api_only = gr.Button(visible=False)
+                api_only.click(service.recommend, inputs, outputs, api_name="recommend", **model_queue)
+                if examples:
+                    gr.Examples(
+                        # Thumbnails, not category names: a shopper picks a product by its look.
+                        examples=[[path] for path in examples],
+                        inputs=[query],
+                        label="Example photos (not in the catalog): click one",
+                        examples_per_page=40,
+                    )
+            with gr.Tab("Compare two images", id="compare"):
+                with gr.Row():
+                    image_a = image_input(label="Image A")
+                    image_b = image_input(label="Image B")
+                compare_button = gr.Button("Compare", variant="primary")
+                verdict = gr.Markdown()
+                compare_button.click(
+                    service.compare, [image_a, image_b, backbone], verdict, api_name="compare", **model_queue
+                )
+                explain = shopper_controls.explain_controls()
+            with gr.Tab("Evaluation"):
+                report_summary = gr.Markdown()
+                report_figures = gr.Gallery(label="Figures", columns=2, height="auto", object_fit="contain")
+
+                def show_report(name):
+                    return service.evaluation(name, config.reports_dir)
+
+                for event in (demo.load, backbone.change):
+                    event(show_report, backbone, [report_summary, report_figures], api_visibility="private")
+        page = shopper_controls.RecommendWidgets(
+            query, k, metric, backbone, button, gallery, results, summary, image_a, image_b, tabs
+        )
+        shopper_controls.wire(
+            ShopperHandlers(service), demo, page, filters, product_set, region, feedback, explain, model_queue
+        )
+    return demo

@@ -1,0 +1,133 @@
+"""Embed catalog chunks with Ray Data: an actor pool, one model per actor, the local engine's code in each."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import pyarrow as pa
+
+from lookalike.backbones.inference import InferenceKind
+from lookalike.build.pipeline import PipelineConfig
+from lookalike.catalog import CatalogItem
+
+RAY_MISSING = (
+    "The Ray engine needs Ray Data, which is not installed: pip install -r requirements-scale.txt "
+    "(or build in this process with --engine local)."
+)
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    """How the work is spread: `concurrency` actors, each holding a model and `cpus_per_actor` CPUs."""
+
+    concurrency: int = 2
+    # Also the runtime's thread count: actors on one machine then never oversubscribe its cores.
+    cpus_per_actor: int = 1
+    # None: RAY_ADDRESS from the environment when set (a cluster), else a new local Ray instance.
+    address: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1 or self.cpus_per_actor < 1:
+            raise ValueError(f"concurrency and cpus_per_actor must be >= 1, got {self}")
+
+
+class ChunkEmbedder:
+    """A Ray Data actor: loads the backbone once, then embeds every batch it is given."""
+
+    def __init__(self, model: str, inference: str, threads: int, pipeline: PipelineConfig) -> None:
+        from lookalike.backbones.inference import InferenceConfig, load_inference
+        from lookalike.backbones.registry import load_backbone
+
+        backbone = load_backbone(model)
+        self.preprocessing = backbone.preprocessing
+        self.inference = load_inference(backbone, InferenceConfig(kind=inference, threads=threads))
+        self.pipeline = pipeline
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        from lookalike.build.chunk import embed_chunk
+
+        items = [
+            CatalogItem(id=row["id"], label="", image=row["bytes"] if row["bytes"] is not None else Path(row["path"]))
+            for row in batch.to_pylist()
+        ]
+        return embed_chunk(self.inference, self.preprocessing, items, self.pipeline)
+
+
+def embed_chunks_on_ray(
+    chunks: Sequence[Sequence[CatalogItem]],
+    model: str,
+    inference: InferenceKind,
+    pipeline: PipelineConfig,
+    config: RayConfig,
+) -> Iterator[pa.Table]:
+    """Each chunk's table (as `chunk_embedding.embed_chunk` makes it), in order, as results stream back."""
+    try:
+        import ray
+        import ray.data
+    except ImportError as error:
+        raise RuntimeError(RAY_MISSING) from error
+    if not chunks:
+        return
+    started_here = not ray.is_initialized()
+    if started_here:
+        # The package travels with the job, so cluster nodes need only the requirements installed.
+        package = str(Path(__file__).resolve().parent)
+        ray.init(address=config.address, include_dashboard=False, runtime_env={"py_modules": [package]})
+    try:
+        yield from _embed_on_ray(ray, chunks, model, inference, pipeline, config)
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _embed_on_ray(
+    ray: ModuleType,
+    chunks: Sequence[Sequence[CatalogItem]],
+    model: str,
+    inference: InferenceKind,
+    pipeline: PipelineConfig,
+    config: RayConfig,
+) -> Iterator[pa.Table]:
+    # Chunks are checkpointed in catalog order, so results must come back in the order they went in.
+    ray.data.DataContext.get_current().execution_options.preserve_order = True
+    rows = [_as_row(item) for chunk in chunks for item in chunk]
+    embedded = ray.data.from_items(rows).map_batches(
+        ChunkEmbedder,
+        fn_constructor_kwargs={
+            "model": model,
+            "inference": InferenceKind(inference).value,
+            "threads": config.cpus_per_actor,
+            "pipeline": pipeline,
+        },
+        # A fixed pool of `concurrency` actors (the `concurrency=` argument is deprecated since Ray 2.51).
+        compute=ray.data.ActorPoolStrategy(size=config.concurrency),
+        num_cpus=config.cpus_per_actor,
+        # Small catalogs still reach every actor; large ones go in the runtime's best batch size.
+        batch_size=max(1, min(pipeline.batch_size, -(-len(rows) // config.concurrency))),
+        batch_format="pyarrow",
+    )
+    batches = iter(embedded.iter_batches(batch_format="pyarrow"))
+    yield from _cut_into_chunks(batches, [len(chunk) for chunk in chunks])
+
+
+def _as_row(item: CatalogItem) -> dict[str, object]:
+    """Paths travel as text (the workers read the files), in-memory images as their bytes."""
+    is_bytes = isinstance(item.image, (bytes, bytearray))
+    return {"id": item.id, "path": None if is_bytes else str(item.image), "bytes": item.image if is_bytes else None}
+
+
+def _cut_into_chunks(batches: Iterator[pa.Table], sizes: Sequence[int]) -> Iterator[pa.Table]:
+    """Re-slice a stream of tables into consecutive tables of the given sizes."""
+    buffered: list[pa.Table] = []
+    n_buffered = 0
+    for size in sizes:
+        while n_buffered < size:
+            batch = next(batches)
+            buffered.append(batch)
+            n_buffered += batch.num_rows
+        joined = pa.concat_tables(buffered)
+        yield joined.slice(0, size)
+        buffered, n_buffered = [joined.slice(size)], n_buffered - size

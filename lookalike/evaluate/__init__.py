@@ -1,0 +1,1 @@
+"""Retrieval quality: metrics, scoring an index, reports and their plots."""

@@ -1,0 +1,1 @@
+"""Fine-tune a backbone on a catalog train split: training loop, trunk, losses, augmentation."""

@@ -1,0 +1,1 @@
+"""The embeddings folder on disk and the searches over it: exact, approximate, one top_k contract."""

@@ -1,0 +1,1 @@
+"""Recommendations from query pictures: the recommender, feedback, filters, near-duplicates, explanations."""

@@ -1,0 +1,199 @@
+"""Query images in, the most similar catalog products out, never the query itself."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from lookalike.backbones.embedding import embed_images
+from lookalike.backbones.inference import Inference, InferenceConfig, load_inference
+from lookalike.backbones.registry import Backbone, load_backbone
+from lookalike.images import ImageSource, open_image
+from lookalike.index.exact import Metric
+from lookalike.index.store import EmbeddingIndex, load_index
+from lookalike.recommend.duplicates import DUPLICATE_SIMILARITY, collapse_near_duplicates
+from lookalike.recommend.feedback import MAX_SET_SIZE, combine_set, rocchio
+from lookalike.recommend.filters import CategoryFilter
+
+# An upload this close to a catalog item is that item's own photo (re-encoded, resized):
+# it is the query, not a recommendation. Two different crops of one photo score 0.93-0.99.
+SAME_PHOTO_SIMILARITY = 0.995
+# The nearest products checked against that threshold: a full scan per upload would cost as much as
+# exact search, which the approximate index is there to avoid on large catalogs.
+SAME_PHOTO_CANDIDATES = 32
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """One recommended product. `score` is in the search metric; `similarity` is always cosine."""
+
+    id: str
+    label: str
+    score: float
+    similarity: float
+    image: Image.Image
+    near_duplicates: tuple[str, ...] = ()  # ids of near-identical products folded into this one
+
+    def as_dict(self) -> dict[str, object]:
+        return {"id": self.id, "label": self.label, "score": round(self.score, 6)}
+
+
+@dataclass(frozen=True)
+class RecommendationRequest:
+    """Everything besides the query that shapes a list of recommendations."""
+
+    k: int = 5
+    metric: Metric = Metric.COSINE
+    filter: CategoryFilter = field(default_factory=CategoryFilter)
+    # "Less like this": the query is moved away from these (Rocchio) and they are never shown again.
+    less_like_ids: tuple[str, ...] = ()
+    # "More like this" beyond the query itself: the query is moved towards these.
+    more_like_ids: tuple[str, ...] = ()
+    collapse_duplicates: bool = True
+    duplicate_similarity: float = DUPLICATE_SIMILARITY
+
+    def __post_init__(self) -> None:
+        if self.k < 1:
+            raise ValueError(f"k must be at least 1, got {self.k}")
+        object.__setattr__(self, "metric", Metric(self.metric))
+        object.__setattr__(self, "less_like_ids", tuple(self.less_like_ids))
+        object.__setattr__(self, "more_like_ids", tuple(self.more_like_ids))
+
+
+@dataclass(frozen=True)
+class Recommendations:
+    """The recommended products, best first, and the categories the query was taken to belong to."""
+
+    items: list[Recommendation]
+    query_categories: tuple[str, ...]
+
+
+class Recommender:
+    """An embeddings index and the backbone that made it, checked to belong together."""
+
+    def __init__(self, index: EmbeddingIndex, backbone: Backbone, inference: Inference | None = None) -> None:
+        index.metadata.check_matches(
+            backbone.name, backbone.embedding_dim, backbone.preprocessing, backbone.fingerprint
+        )
+        self.index = index
+        self.backbone = backbone
+        self.inference = inference  # None: the backbone's PyTorch forward pass
+        # Read once: each access to a dataset column decodes it again.
+        self.ids, self.labels = index.ids, index.labels
+        self._row_of_id = {item_id: row for row, item_id in enumerate(self.ids)}
+
+    @classmethod
+    def from_path(
+        cls, path: str | Path, inference: InferenceConfig | None = None, models_root: Path | None = None
+    ) -> Recommender:
+        """Load embeddings and their backbone; queries run on ONNX Runtime when it is available.
+
+        A backbone that is a relative model folder is looked up under `models_root`.
+        """
+        index = load_index(path)
+        backbone = load_backbone(index.metadata.model_id, models_root)
+        return cls(index, backbone, load_inference(backbone, inference))
+
+    @property
+    def name(self) -> str:
+        return self.index.metadata.model_id
+
+    def embed(self, images: Sequence[ImageSource]) -> np.ndarray:
+        return embed_images(self.backbone, [open_image(image) for image in images], inference=self.inference)
+
+    def recommend(self, image: ImageSource, k: int = 5, metric: Metric | str = Metric.COSINE) -> list[Recommendation]:
+        """The k catalog products most similar to a picture; the picture's own item is left out."""
+        return self.search(RecommendationRequest(k=k, metric=metric), images=[image]).items
+
+    def recommend_for_item(
+        self, item_id: str, k: int = 5, metric: Metric | str = Metric.COSINE
+    ) -> list[Recommendation]:
+        """The k catalog products most similar to a catalog product, never itself."""
+        return self.search(RecommendationRequest(k=k, metric=metric), item_ids=[item_id]).items
+
+    def search(
+        self, request: RecommendationRequest, images: Sequence[ImageSource] = (), item_ids: Sequence[str] = ()
+    ) -> Recommendations:
+        """Recommendations for a set of pictures and/or catalog products, never one of them.
+
+        The set is searched as one query (see `feedback.combine_set`), steered by the request's
+        feedback, restricted by its filter, with near-identical products collapsed into one.
+        """
+        if not images and not item_ids:
+            raise ValueError("Give at least one picture or catalog product to search from.")
+        if len(images) + len(item_ids) > MAX_SET_SIZE:
+            raise ValueError(f"At most {MAX_SET_SIZE} products at once, got {len(images) + len(item_ids)}.")
+        request.filter.check_known(self.labels)
+        labels = self.labels
+        own_rows = [self.row_of(item_id) for item_id in item_ids]
+        query_categories = [labels[row] for row in own_rows]
+        vectors = [self.index.embeddings[own_rows]]
+        if images:
+            embedded = self.embed(images)
+            nearest = self.index.top_k(embedded, min(len(self.index), SAME_PHOTO_CANDIDATES))
+            own_rows += np.unique(nearest.indices[nearest.scores >= SAME_PHOTO_SIMILARITY]).tolist()
+            # An upload's category is that of its closest catalog product.
+            query_categories += [labels[row] for row in nearest.indices[:, 0]]
+            vectors.append(embedded)
+        query = combine_set(np.concatenate(vectors))
+        less_like = [self.row_of(item_id) for item_id in request.less_like_ids]
+        more_like = [self.row_of(item_id) for item_id in request.more_like_ids]
+        if less_like or more_like:
+            query = rocchio(query, self.index.embeddings[more_like], self.index.embeddings[less_like])
+        allowed = request.filter.allowed(labels, query_categories)
+        allowed[own_rows + less_like] = False
+        categories = tuple(dict.fromkeys(query_categories))
+        return Recommendations(self._nearest(query, request, allowed), categories)
+
+    def row_of(self, item_id: str) -> int:
+        if item_id not in self._row_of_id:
+            raise KeyError(f"No product with id {item_id!r} in {self.index.path}")
+        return self._row_of_id[item_id]
+
+    def similarity(self, image_a: ImageSource, image_b: ImageSource) -> float:
+        """Cosine similarity of two pictures' embeddings, in [-1, 1]."""
+        a, b = self.embed([image_a, image_b])
+        return float(a @ b)
+
+    def _nearest(self, query: np.ndarray, request: RecommendationRequest, allowed: np.ndarray) -> list[Recommendation]:
+        n_allowed = int(allowed.sum())
+        k = min(request.k, n_allowed)
+        if k == 0:
+            return []
+        embeddings = self.index.embeddings
+        # Collapsing near-duplicates can leave fewer than k: search deeper until k survive.
+        depth = k
+        while True:
+            results = self.index.top_k(query[None, :], depth, request.metric, allowed=allowed)
+            rows = results.indices[0].tolist()
+            if request.collapse_duplicates:
+                groups = collapse_near_duplicates(embeddings, rows, request.duplicate_similarity)
+            else:
+                groups = [(row, []) for row in rows]
+            if len(groups) >= k or depth == n_allowed:
+                break
+            depth = min(n_allowed, depth * 2)
+        score_of_row = dict(zip(rows, results.scores[0].tolist(), strict=True))
+        ids = self.ids
+        kept = groups[:k]
+        records = self.index.dataset.select([row for row, _ in kept])
+        return [
+            Recommendation(
+                id=record["id"],
+                label=record["label"],
+                score=float(score_of_row[row]),
+                similarity=float(embeddings[row] @ query),
+                image=record["image"],
+                near_duplicates=tuple(ids[folded] for folded in folded_rows),
+            )
+            for record, (row, folded_rows) in zip(records, kept, strict=True)
+        ]
+
+
+def average_similarity(recommendations: Sequence[Recommendation]) -> float:
+    """Mean cosine similarity of a list of recommendations (0 for none)."""
+    return float(np.mean([r.similarity for r in recommendations])) if recommendations else 0.0
