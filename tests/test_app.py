@@ -8,6 +8,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
+from lookalike.app.handlers import Handlers
 from lookalike.app.layout import AppConfig, build_demo
 from lookalike.app.service import LookalikeService
 from tests.local_server import running_app
@@ -79,7 +80,7 @@ def test_app_without_embeddings_explains_how_to_build(tmp_path):
     demo = build_demo(service, AppConfig(embeddings_dir=tmp_path / "empty"))
     assert "python build_index.py" in demo.config["components"][1]["props"]["value"]
     with pytest.raises(Exception, match="No embeddings are loaded"):
-        service.recommend(str(tmp_path / "x.jpg"), 5, "cosine", None)
+        Handlers(service).recommend(str(tmp_path / "x.jpg"), 5, "cosine", None)
 
 
 def test_upload_over_the_size_limit_gets_a_message_before_it_is_sent(client, tmp_path):

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 from starlette.datastructures import QueryParams
 
-from lookalike.app.service import LookalikeService, gallery_captions
-from lookalike.app.shopper import Query, SearchOptions, ShopperHandlers, region_of_interest
+from lookalike.app.handlers import Handlers, region_of_interest
+from lookalike.app.service import LookalikeService, Query, SearchRequest, gallery_captions
 from lookalike.app.shopper_controls import add_to_set
 from lookalike.index.exact import Metric
 from lookalike.recommend.recommender import Recommendation
@@ -19,8 +19,8 @@ BACKBONE = "efficientnet-lite0"
 
 
 @pytest.fixture(scope="module")
-def handlers(small_index_dir) -> ShopperHandlers:
-    return ShopperHandlers(LookalikeService.from_embeddings_dir(small_index_dir.parent))
+def handlers(small_index_dir) -> Handlers:
+    return Handlers(LookalikeService.from_embeddings_dir(small_index_dir.parent))
 
 
 def ids(answer) -> list[str]:
@@ -60,7 +60,7 @@ def test_permalink_keeps_filters_feedback_and_sets(handlers):
 def test_page_without_link_parameters_is_left_alone_and_a_bad_link_explains(handlers):
     answer = handlers.open_permalink(8, "cosine", BACKBONE, SimpleNamespace(query_params=QueryParams("")))
     assert all(isinstance(part, type(gr.skip())) for part in answer)
-    assert Query(images=("a.jpg",)).permalink(8, Metric.COSINE, BACKBONE, SearchOptions()) is None
+    assert Query(images=("a.jpg",)).permalink(SearchRequest(backbone=BACKBONE)) is None
     with pytest.raises(gr.Error, match=r"No product with id 'shoes/x\.jpg'"):
         handlers.open_permalink(8, "cosine", BACKBONE, SimpleNamespace(query_params=QueryParams("item=shoes/x.jpg")))
 
@@ -83,7 +83,7 @@ def test_less_like_this_adds_to_not_wanted_and_reruns_the_last_search(handlers, 
     first = handlers.search(str(example_photo), 5, "cosine", BACKBONE)
     not_wanted = ids(first)[0]
     *answer, not_wanted_update = handlers.less_like_this(
-        first[3], not_wanted, 5, "cosine", BACKBONE, [], False, [], True
+        first[3], 5, "cosine", BACKBONE, not_wanted, [], False, [], True
     )
     assert not_wanted_update["value"] == [not_wanted]
     assert answer[3] == first[3] and len(ids(answer)) == 5 and not_wanted not in ids(answer)

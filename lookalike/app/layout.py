@@ -10,8 +10,8 @@ import gradio as gr
 
 from lookalike.app import shopper_controls
 from lookalike.app.components import image_input
+from lookalike.app.handlers import Handlers
 from lookalike.app.service import LookalikeService
-from lookalike.app.shopper import ShopperHandlers
 from lookalike.catalog import EXAMPLES_DIR, load_image_folder
 from lookalike.index.exact import Metric
 
@@ -52,6 +52,7 @@ def build_demo(service: LookalikeService, config: AppConfig) -> gr.Blocks:
     item_ids, categories = (list(catalog.ids), sorted(set(catalog.labels))) if catalog else ([], [])
     # One queue for every event that runs the model, so its limit bounds them all together.
     model_queue = {"concurrency_id": "model", "concurrency_limit": config.model_concurrency}
+    handlers = Handlers(service)
     with gr.Blocks(title="Lookalike: visually similar products") as demo:
         gr.Markdown("# Lookalike\nShow a product you like and get the most visually similar products of the catalog.")
         if not names:
@@ -71,7 +72,9 @@ def build_demo(service: LookalikeService, config: AppConfig) -> gr.Blocks:
                         )
                         metric = gr.Radio([m.value for m in Metric], value=Metric.COSINE.value, label="Similarity")
                         backbone = gr.Dropdown(names, value=default, label="Backbone (embeddings)")
-                        filters = shopper_controls.filter_controls(categories, item_ids)
+                        search = shopper_controls.SearchControls(
+                            k, metric, backbone, **shopper_controls.filter_controls(categories, item_ids)
+                        )
                         button = gr.Button("Find lookalikes", variant="primary")
                         region = shopper_controls.region_controls()
                         product_set = shopper_controls.set_controls(item_ids)
@@ -83,11 +86,17 @@ def build_demo(service: LookalikeService, config: AppConfig) -> gr.Blocks:
                         )
                         feedback = shopper_controls.feedback_controls()
                         results = gr.JSON(label="Results", open=False)
-                inputs, outputs = [query, k, metric, backbone], [gallery, results, summary]
                 # The page's button runs `search` (filters, feedback); `recommend` stays for API clients,
                 # with its original four inputs: Gradio refuses calls that send fewer inputs than declared.
+                # Both end in the same service method.
                 api_only = gr.Button(visible=False)
-                api_only.click(service.recommend, inputs, outputs, api_name="recommend", **model_queue)
+                api_only.click(
+                    handlers.recommend,
+                    [query, k, metric, backbone],
+                    [gallery, results, summary],
+                    api_name="recommend",
+                    **model_queue,
+                )
                 if examples:
                     gr.Examples(
                         # Thumbnails, not category names: a shopper picks a product by its look.
@@ -103,7 +112,7 @@ def build_demo(service: LookalikeService, config: AppConfig) -> gr.Blocks:
                 compare_button = gr.Button("Compare", variant="primary")
                 verdict = gr.Markdown()
                 compare_button.click(
-                    service.compare, [image_a, image_b, backbone], verdict, api_name="compare", **model_queue
+                    handlers.compare, [image_a, image_b, backbone], verdict, api_name="compare", **model_queue
                 )
                 explain = shopper_controls.explain_controls()
             with gr.Tab("Evaluation"):
@@ -115,10 +124,6 @@ def build_demo(service: LookalikeService, config: AppConfig) -> gr.Blocks:
 
                 for event in (demo.load, backbone.change):
                     event(show_report, backbone, [report_summary, report_figures], api_visibility="private")
-        page = shopper_controls.RecommendWidgets(
-            query, k, metric, backbone, button, gallery, results, summary, image_a, image_b, tabs
-        )
-        shopper_controls.wire(
-            ShopperHandlers(service), demo, page, filters, product_set, region, feedback, explain, model_queue
-        )
+        page = shopper_controls.RecommendWidgets(query, button, gallery, results, summary, image_a, image_b, tabs)
+        shopper_controls.wire(handlers, demo, page, search, product_set, region, feedback, explain, model_queue)
     return demo

@@ -1,27 +1,175 @@
-"""What the app does, without the page: recommenders by name, searches, their answers and summaries."""
+"""What the app does, without the page: recommenders by name, one search path, its answer and summary."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlencode
 
-import gradio as gr
+from PIL import Image
 
 from lookalike.app.gallery_files import ThumbnailFiles
 from lookalike.evaluate.saved_reports import latest_report
-from lookalike.images import ImageError
+from lookalike.images import ImageError, ImageSource
 from lookalike.index.exact import Metric
 from lookalike.index.store import find_indexes
-from lookalike.recommend.recommender import Recommendation, Recommender, average_similarity
+from lookalike.recommend.explain import explain_similarity
+from lookalike.recommend.feedback import MAX_SET_SIZE
+from lookalike.recommend.filters import CategoryFilter
+from lookalike.recommend.recommender import Recommendation, RecommendationRequest, Recommender, average_similarity
 
 logger = logging.getLogger(__name__)
 
 
+class RequestError(ValueError):
+    """A request the user has to change; its message is written for them and shown as it is."""
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """One search's options as the page and the API send them: K, metric, backbone, then the filters.
+
+    The field names are the API's parameter names and the order is the page's controls' order; a new
+    filter is one field here (with the name it takes in a permalink) and one control in the page.
+    """
+
+    k: int = 8
+    metric: str = Metric.COSINE.value
+    backbone: str | None = None
+    categories: tuple[str, ...] = field(default=(), metadata={"link": "category"})
+    # "Not my product's category": matching products of other kinds.
+    exclude_own: bool = field(default=False, metadata={"link": "other_categories"})
+    not_wanted: tuple[str, ...] = field(default=(), metadata={"link": "not_wanted"})
+    collapse: bool = field(default=True, metadata={"link": "duplicates"})
+
+    @classmethod
+    def from_values(cls, **values) -> SearchRequest:
+        """A request from what the controls hold: None and empty values mean the defaults, lists become tuples."""
+        defaults = cls()
+        cleaned = {}
+        for name, value in values.items():
+            default = getattr(defaults, name)
+            if value is None or (value == "" and name != "k"):
+                value = default
+            elif isinstance(default, tuple):
+                value = tuple(value)
+            elif isinstance(default, bool):
+                value = bool(value)
+            cleaned[name] = value
+        request = cls(**cleaned)
+        try:
+            return dataclasses.replace(request, k=int(request.k), metric=Metric(request.metric).value)
+        except ValueError:
+            raise RequestError(
+                f"Unknown metric {request.metric!r}; use cosine or euclidean."
+                if request.metric not in {m.value for m in Metric}
+                else f"K must be a whole number, got {request.k!r}."
+            ) from None
+
+    @classmethod
+    def option_names(cls) -> tuple[str, ...]:
+        """K, metric and backbone: what every search endpoint takes right after its query."""
+        return tuple(f.name for f in dataclasses.fields(cls) if "link" not in f.metadata)
+
+    @classmethod
+    def filter_names(cls) -> tuple[str, ...]:
+        """The filters, taken last by every search endpoint."""
+        return tuple(f.name for f in dataclasses.fields(cls) if "link" in f.metadata)
+
+    def link_params(self) -> list[tuple[str, object]]:
+        """The query-string parameters that reproduce this request (see `from_link`)."""
+        params: list[tuple[str, object]] = [("k", self.k)]
+        params += [("metric", self.metric)] if self.metric != Metric.COSINE else []
+        params += [("backbone", self.backbone)] if self.backbone else []
+        for f in dataclasses.fields(self):
+            if "link" not in f.metadata:
+                continue
+            value = getattr(self, f.name)
+            if isinstance(value, tuple):
+                params += [(f.metadata["link"], item) for item in value]
+            elif value != f.default:  # a flag is in the link only when it differs from the default
+                params.append((f.metadata["link"], "1"))
+        return params
+
+    @classmethod
+    def from_link(cls, params, fallback: SearchRequest) -> SearchRequest:
+        """The request a permalink's query parameters (a starlette QueryParams) describe."""
+        values = {
+            "k": params.get("k") or fallback.k,
+            "metric": params.get("metric") or fallback.metric,
+            "backbone": params.get("backbone") or fallback.backbone,
+        }
+        for f in dataclasses.fields(cls):
+            if "link" not in f.metadata:
+                continue
+            name = f.metadata["link"]
+            values[f.name] = tuple(params.getlist(name)) if f.default == () else (params.get(name) == "1") != f.default
+        if not str(values["k"]).isdigit():
+            raise RequestError(f"k must be a whole number in the link, got {values['k']!r}.")
+        return cls.from_values(**values)
+
+    def recommendation(self) -> RecommendationRequest:
+        return RecommendationRequest(
+            k=self.k,
+            metric=Metric(self.metric),
+            filter=CategoryFilter(only=self.categories, exclude_query_category=self.exclude_own),
+            less_like_ids=self.not_wanted,
+            collapse_duplicates=self.collapse,
+        )
+
+    def describe(self, query_categories: Sequence[str]) -> list[str]:
+        notes = [f"only {', '.join(self.categories)}"] if self.categories else []
+        if self.exclude_own:
+            notes.append(f"not your product's category ({', '.join(query_categories)})")
+        if self.not_wanted:
+            notes.append(f"steered away from {len(self.not_wanted)} not wanted")
+        return notes
+
+
+@dataclass(frozen=True)
+class Query:
+    """What a search starts from: uploaded pictures (paths) and/or catalog product ids."""
+
+    images: tuple[str, ...] = ()
+    item_ids: tuple[str, ...] = ()
+
+    def permalink(self, request: SearchRequest) -> str | None:
+        """A relative link to the page that reproduces these results, filters and feedback included.
+
+        Only searches from catalog products have one: the server keeps no uploads.
+
+        >>> Query(item_ids=("fruit/a.jpg",)).permalink(SearchRequest(categories=("tool",)))
+        '?item=fruit%2Fa.jpg&k=8&category=tool'
+        """
+        if self.images or not self.item_ids:
+            return None
+        return "?" + urlencode([("item", item_id) for item_id in self.item_ids] + request.link_params())
+
+    def describe(self) -> str:
+        n_products = len(self.images) + len(self.item_ids)
+        if n_products > 1:
+            return f"{n_products} products"
+        return self.item_ids[0] if self.item_ids else "your photo"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a search shows: the gallery (thumbnail file, caption), the results as JSON, a summary."""
+
+    gallery: list[tuple[str, str]]
+    results: list[dict[str, object]]
+    summary: str
+    query: Query
+    request: SearchRequest
+
+
 @dataclass
 class LookalikeService:
-    """The recommenders the app offers, by name, and the handlers its events call."""
+    """The recommenders the app offers, by name, and everything the page and the API ask of them."""
 
     recommenders: dict[str, Recommender]
     load_problems: list[str] = field(default_factory=list)
@@ -43,58 +191,77 @@ class LookalikeService:
 
     def recommender_for(self, backbone: str | None) -> Recommender:
         if not self.recommenders:
-            raise gr.Error("No embeddings are loaded. Build them: python build_index.py")
+            raise RequestError("No embeddings are loaded. Build them: python build_index.py")
         if backbone is None or backbone == "":
             return next(iter(self.recommenders.values()))
         if backbone not in self.recommenders:
-            raise gr.Error(f"Unknown backbone {backbone!r}; choose one of {', '.join(self.recommenders)}.")
+            raise RequestError(f"Unknown backbone {backbone!r}; choose one of {', '.join(self.recommenders)}.")
         return self.recommenders[backbone]
 
-    def recommend(self, image: str | None, k: float, metric: str, backbone: str | None):
-        """Gallery items, JSON results and a summary line for one query image."""
-        if image is None:
-            raise gr.Error("Upload, paste or take a photo first, or click an example.")
-        k, metric = self.checked_k(k), checked_metric(metric)
-        recommender = self.recommender_for(backbone)
+    def search(self, query: Query, request: SearchRequest) -> Answer:
+        """The one recommend path: every search endpoint of the page and the API ends here."""
+        n_products = len(query.images) + len(query.item_ids)
+        if n_products == 0:
+            raise RequestError("Upload, paste or take a photo first, click an example, or pick a product.")
+        if n_products > MAX_SET_SIZE:
+            raise RequestError(f"Up to {MAX_SET_SIZE} products at once; you gave {n_products}. Remove some.")
+        if not 1 <= request.k <= self.max_k:
+            raise RequestError(f"K must be between 1 and {self.max_k}, got {request.k}.")
+        recommender = self.recommender_for(request.backbone)
         started = time.perf_counter()
         try:
-            results = recommender.recommend(image, k, metric)
-        except ImageError as error:
-            raise gr.Error(str(error)) from None
+            found = recommender.search(request.recommendation(), images=query.images, item_ids=query.item_ids)
+        except KeyError as error:
+            raise RequestError(f"{error.args[0]}. Use an id from the results' JSON.") from None
+        except ImageError:
+            raise
+        except ValueError as error:  # e.g. a category this catalog does not have
+            raise RequestError(str(error)) from None
         elapsed_ms = (time.perf_counter() - started) * 1000
-        summary = (
-            f"**Average similarity of the top {len(results)}: {average_similarity(results):.3f}** (cosine) · "
-            f"{recommender.name} · {len(recommender.index):,} products · {elapsed_ms:.0f} ms"
-        )
-        return (*self.present(recommender, results, metric), summary)
-
-    def checked_k(self, k: float) -> int:
-        k = int(k)
-        if not 1 <= k <= self.max_k:
-            raise gr.Error(f"K must be between 1 and {self.max_k}, got {k}.")
-        return k
-
-    def present(self, recommender: Recommender, results: list[Recommendation], metric: Metric) -> tuple[list, list]:
-        """Gallery items (thumbnail file, caption) and the JSON results of a list of recommendations."""
+        metric = Metric(request.metric)
         gallery = [
             (self.thumbnails.path_for(str(recommender.index.path), r.id, r.image), caption)
-            for r, caption in zip(results, gallery_captions(results, metric), strict=True)
+            for r, caption in zip(found.items, gallery_captions(found.items, metric), strict=True)
         ]
-        return gallery, [r.as_dict() for r in results]
+        if found.items:
+            notes = request.describe(found.query_categories)
+            summary = _summary(recommender, found.items, elapsed_ms, notes, query, query.permalink(request))
+        else:
+            summary = "**No product passes these filters.** Choose more categories or clear the not-wanted list."
+        return Answer(gallery, [r.as_dict() for r in found.items], summary, query, request)
 
-    def compare(self, image_a: str | None, image_b: str | None, backbone: str | None) -> str:
+    def compare(self, image_a: ImageSource | None, image_b: ImageSource | None, backbone: str | None) -> str:
         """A sentence giving the cosine similarity of two pictures."""
         if image_a is None or image_b is None:
-            raise gr.Error("Upload two photos to compare.")
+            raise RequestError("Upload two photos to compare.")
         recommender = self.recommender_for(backbone)
-        try:
-            similarity = recommender.similarity(image_a, image_b)
-        except ImageError as error:
-            raise gr.Error(str(error)) from None
+        similarity = recommender.similarity(image_a, image_b)
         return (
             f"## Similarity: {similarity:.3f}\n\n"
             f"Cosine similarity of the two embeddings ({recommender.name}); 1 means identical."
         )
+
+    def explain(self, image_a: ImageSource | None, image_b: ImageSource | None, backbone: str | None):
+        """Heat-maps of the regions of each picture that drive their similarity, and how to read them."""
+        if image_a is None or image_b is None:
+            raise RequestError("Upload two photos to explain their similarity.")
+        map_a, map_b = explain_similarity(self.recommender_for(backbone).embed, image_a, image_b)
+        note = (
+            f"**Why they match** (similarity {map_a.similarity:.3f}): the brighter a region, the more "
+            "similarity is lost when it is hidden, so the more the match rests on it. Each picture is "
+            "covered patch by patch (occlusion) and embedded again."
+        )
+        return map_a.overlay(), map_b.overlay(), note
+
+    def product_image(self, item_id: str | None, backbone: str | None) -> Image.Image | None:
+        """A catalog product's picture (the stored thumbnail), to compare it with the query."""
+        if not item_id:
+            return None
+        recommender = self.recommender_for(backbone)
+        try:
+            return recommender.index.dataset[recommender.row_of(item_id)]["image"]
+        except KeyError as error:
+            raise RequestError(f"{error.args[0]}. Use an id from the results' JSON.") from None
 
     def evaluation(self, backbone: str | None, reports_dir: Path) -> tuple[str, list[tuple[str, str]]]:
         """The latest evaluation report of a backbone's embeddings: Markdown and captioned figures."""
@@ -121,8 +288,15 @@ def gallery_captions(results: list[Recommendation], metric: Metric) -> list[str]
     ]
 
 
-def checked_metric(metric: str | None) -> Metric:
-    try:
-        return Metric(metric or Metric.COSINE)
-    except ValueError:
-        raise gr.Error(f"Unknown metric {metric!r}; use cosine or euclidean.") from None
+def _summary(
+    recommender: Recommender, items, elapsed_ms: float, notes: list[str], query: Query, link: str | None
+) -> str:
+    text = (
+        f"**Average similarity of the top {len(items)}: {average_similarity(items):.3f}** (cosine) · "
+        f"for {query.describe()} · {recommender.name} · {len(recommender.index):,} products · {elapsed_ms:.0f} ms"
+    )
+    if notes:
+        text += "\n\nFilters: " + " · ".join(notes)
+    if link:
+        text += f"\n\n[Link to these results]({link})"
+    return text

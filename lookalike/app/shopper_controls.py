@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import gradio as gr
 
 from lookalike.app.components import with_readable_upload_errors
-from lookalike.app.shopper import ShopperHandlers
+from lookalike.app.handlers import Handlers
+from lookalike.app.service import SearchRequest
 from lookalike.recommend.feedback import MAX_SET_SIZE
 
 
@@ -16,9 +17,6 @@ class RecommendWidgets:
     """The Recommend and Compare tabs' own components that the shopper events read and write."""
 
     query: gr.Image
-    k: gr.Slider
-    metric: gr.Radio
-    backbone: gr.Dropdown
     find_button: gr.Button
     gallery: gr.Gallery
     results: gr.JSON
@@ -29,17 +27,30 @@ class RecommendWidgets:
 
 
 @dataclass(frozen=True)
-class FilterControls:
+class SearchControls:
+    """One control per `SearchRequest` field, named like it: what every search reads."""
+
+    k: gr.Slider
+    metric: gr.Radio
+    backbone: gr.Dropdown
     categories: gr.CheckboxGroup
     exclude_own: gr.Checkbox
     not_wanted: gr.Dropdown
     collapse: gr.Checkbox
 
-    def as_inputs(self) -> list:
-        return [self.categories, self.exclude_own, self.not_wanted, self.collapse]
+    def options(self) -> list:
+        return [getattr(self, name) for name in SearchRequest.option_names()]
+
+    def filters(self) -> list:
+        return [getattr(self, name) for name in SearchRequest.filter_names()]
+
+    def inputs(self, query, *own) -> list:
+        """A search event's inputs in the order of `handlers.search_endpoint`'s signature."""
+        return [query, *self.options(), *own, *self.filters()]
 
 
-def filter_controls(categories: list[str], item_ids: list[str]) -> FilterControls:
+def filter_controls(categories: list[str], item_ids: list[str]) -> dict:
+    """The filter controls, by `SearchRequest` field name."""
     with gr.Accordion("Filters", open=False):
         chosen = gr.CheckboxGroup(categories, label="Only these categories (none ticked: all)")
         exclude_own = gr.Checkbox(label="Not my product's category: show matching products of other kinds", value=False)
@@ -47,7 +58,7 @@ def filter_controls(categories: list[str], item_ids: list[str]) -> FilterControl
             item_ids, value=[], multiselect=True, label='Not wanted ("less like this"; remove to allow again)'
         )
         collapse = gr.Checkbox(label="Show near-identical products once", value=True)
-    return FilterControls(chosen, exclude_own, not_wanted, collapse)
+    return {"categories": chosen, "exclude_own": exclude_own, "not_wanted": not_wanted, "collapse": collapse}
 
 
 @dataclass(frozen=True)
@@ -140,10 +151,10 @@ def explain_controls() -> ExplainControls:
 
 
 def wire(
-    handlers: ShopperHandlers,
+    handlers: Handlers,
     demo: gr.Blocks,
     page: RecommendWidgets,
-    filters: FilterControls,
+    search: SearchControls,
     product_set: SetControls,
     region: RegionControls,
     feedback: FeedbackControls,
@@ -153,8 +164,6 @@ def wire(
     """Connect the controls; each search answers like `recommend` and remembers its query for feedback."""
     last_query = gr.State(None)
     answer = [page.gallery, page.results, page.summary, last_query]
-    options = [page.k, page.metric, page.backbone, *filters.as_inputs()]
-    search_inputs = [page.query, *options]
     selection = [feedback.selected_id, feedback.selected_note]
     heatmaps = [explain.heatmap_a, explain.heatmap_b, explain.note]
 
@@ -169,28 +178,29 @@ def wire(
         )
 
     private = {"api_visibility": "private"}
-    search_event(page.find_button.click, handlers.search, search_inputs, api_name="search")
-    search_event(page.query.change, _search_on_change(handlers), search_inputs, **private)
-    set_inputs = [product_set.uploads, page.k, page.metric, page.backbone, product_set.picked, *filters.as_inputs()]
+    search_event(page.find_button.click, handlers.search, search.inputs(page.query), api_name="search")
+    search_event(page.query.change, _search_on_change(handlers), search.inputs(page.query), **private)
+    set_inputs = search.inputs(product_set.uploads, product_set.picked)
     search_event(product_set.button.click, handlers.recommend_set, set_inputs, api_name="recommend_set")
-    region_inputs = [region.editor, *options]
-    search_event(region.button.click, handlers.recommend_region, region_inputs, api_name="recommend_region")
+    search_event(
+        region.button.click, handlers.recommend_region, search.inputs(region.editor), api_name="recommend_region"
+    )
     page.gallery.select(handlers.selected_product, page.results, selection, **private)
-    item_inputs = [feedback.selected_id, *options]
+    item_inputs = search.inputs(feedback.selected_id)
     search_event(feedback.more.click, handlers.recommend_item, item_inputs, api_name="recommend_item")
-    less_inputs = [last_query, feedback.selected_id, *options]
-    search_event(feedback.less.click, handlers.less_like_this, less_inputs, [*answer, filters.not_wanted], **private)
+    less_inputs = search.inputs(last_query, feedback.selected_id)
+    search_event(feedback.less.click, handlers.less_like_this, less_inputs, [*answer, search.not_wanted], **private)
     # A filter changed by the user applies at once (`input`: not when a shared link sets it on load).
-    for control in filters.as_inputs():
-        search_event(control.input, handlers.search_again, [last_query, *options], **private)
+    for control in search.filters():
+        search_event(control.input, handlers.search_again, search.inputs(last_query), **private)
     feedback.why.click(
         _compare_with_selected(handlers),
-        [last_query, feedback.selected_id, page.backbone],
+        [last_query, feedback.selected_id, search.backbone],
         [page.image_a, page.image_b, page.tabs],
         **private,
     ).then(
         handlers.explain,
-        [page.image_a, page.image_b, page.backbone],
+        [page.image_a, page.image_b, search.backbone],
         heatmaps,
         api_name="explain_selected",  # named, so the public endpoint keeps the name "explain"
         **private,
@@ -203,18 +213,18 @@ def wire(
         **private,
     )
     explain.button.click(
-        handlers.explain, [page.image_a, page.image_b, page.backbone], heatmaps, api_name="explain", **model_queue
+        handlers.explain, [page.image_a, page.image_b, search.backbone], heatmaps, api_name="explain", **model_queue
     )
     demo.load(
         handlers.open_permalink,
-        [page.k, page.metric, page.backbone],
-        [*answer, page.k, page.metric, page.backbone, *filters.as_inputs()],
+        [search.k, search.metric, search.backbone],
+        [*answer, *search.options(), *search.filters()],
         **private,
         **model_queue,
     )
 
 
-def _search_on_change(handlers: ShopperHandlers):
+def _search_on_change(handlers: Handlers):
     """Search as soon as a photo arrives; clearing the image clears nothing and raises nothing."""
 
     def handler(image, *options):
@@ -225,7 +235,7 @@ def _search_on_change(handlers: ShopperHandlers):
     return handler
 
 
-def _compare_with_selected(handlers: ShopperHandlers):
+def _compare_with_selected(handlers: Handlers):
     """Put the query and the selected product into the Compare tab, where their heat-maps appear."""
 
     def handler(query, selected_id, backbone):
