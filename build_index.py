@@ -17,7 +17,7 @@ from lookalike.backbones.registry import DEFAULT_BACKBONE, available_backbones
 from lookalike.build.builder import BuildConfig, Engine, build_index
 from lookalike.build.ray_engine import RayConfig
 from lookalike.catalog import CatalogSource
-from lookalike.index.ann import ANN_MIN_ITEMS, AnnMode
+from lookalike.index.search import ANN_MIN_ITEMS, AnnMode
 from lookalike.runtime import reexec_with_fast_malloc
 
 

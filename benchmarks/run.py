@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO_ROOT))  # run as a script from anywhere, like build_
 from embedding_speed import EmbeddingFigures, measure_embedding  # noqa: E402
 from query_speed import ClusteredEmbeddings, QueryFigures, measure_queries  # noqa: E402
 
-from lookalike.index.ann import ANN_MIN_ITEMS  # noqa: E402
+from lookalike.index.search import ANN_MIN_ITEMS  # noqa: E402
 from lookalike.runtime import reexec_with_fast_malloc  # noqa: E402
 
 RECALL_TARGET = 0.95

@@ -13,7 +13,8 @@ from lookalike.build.builder import BuildConfig
 from lookalike.build.builder import build_index as build
 from lookalike.catalog import CatalogSource
 from lookalike.evaluate.scoring import Protocol, evaluate_query_set, query_set
-from lookalike.index.ann import ANN_FILE
+from lookalike.index.ann import ANN_FILE, AnnIndex
+from lookalike.index.exact import ExactSearch
 from lookalike.index.store import EMBEDDINGS_FILE, METADATA_FILE, MissingIndexError, load_index
 from lookalike.recommend.recommender import Recommender
 
@@ -36,9 +37,10 @@ def exact_and_ann(small_index_dir, ann_index_dir) -> tuple[Recommender, Recommen
 def test_the_build_writes_the_index_and_the_metadata_names_the_search(small_index_dir, ann_index_dir):
     assert (ann_index_dir / ANN_FILE).is_file() and not (small_index_dir / ANN_FILE).exists()
     approximate, exact = load_index(ann_index_dir), load_index(small_index_dir)
-    assert (approximate.metadata.search, approximate.search_method) == ("ivf-sq8", "ivf-sq8")
-    assert approximate.metadata.ann["n_probe"] >= 1 and len(approximate.ann) == 24
-    assert (exact.metadata.search, exact.search_method, exact.metadata.ann, exact.ann) == ("exact", "exact", None, None)
+    assert (approximate.metadata.search.name, approximate.search_method) == ("ivf-sq8", "ivf-sq8")
+    assert approximate.metadata.search.ann.n_probe >= 1 and len(approximate.search) == 24
+    assert isinstance(approximate.search, AnnIndex) and isinstance(exact.search, ExactSearch)
+    assert (exact.metadata.search.name, exact.search_method, exact.metadata.search.ann) == ("exact", "exact", None)
     np.testing.assert_array_equal(approximate.embeddings, exact.embeddings)
 
 
@@ -67,7 +69,7 @@ def test_a_missing_ann_file_is_reported_with_the_fix(ann_index_dir, tmp_path):
 
 def test_recommendations_through_the_ann_equal_exact_search(exact_and_ann, example_photo, small_catalog_dir):
     exact, approximate = exact_and_ann
-    assert approximate.index.ann is not None and exact.index.ann is None
+    assert isinstance(approximate.index.search, AnnIndex) and isinstance(exact.index.search, ExactSearch)
 
     def same(a, b):
         assert [(r.id, r.label) for r in a] == [(r.id, r.label) for r in b]
@@ -110,4 +112,4 @@ def test_cli_ann_switch(small_catalog_dir, tmp_path, capsys):
     assert "Embedded 24 images; search: ivf-sq8" in capsys.readouterr().out and (output / ANN_FILE).is_file()
     assert build_index.main([*args, "--ann", "off"]) == 0
     assert "Embedded 0 images, reused 24 unchanged from the previous build; search: exact" in capsys.readouterr().out
-    assert not (output / ANN_FILE).exists() and '"search": "exact"' in (output / METADATA_FILE).read_text()
+    assert not (output / ANN_FILE).exists() and '"method": "exact"' in (output / METADATA_FILE).read_text()

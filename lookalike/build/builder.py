@@ -25,7 +25,7 @@ from lookalike.build.incremental import HASH_COLUMN, REUSED_COLUMNS, content_has
 from lookalike.build.pipeline import PipelineConfig
 from lookalike.build.ray_engine import RayConfig
 from lookalike.catalog import CatalogItem, CatalogSource, load_catalog, stratified_split
-from lookalike.index.ann import ANN_SEARCH, EXACT_SEARCH, AnnConfig, AnnMode, lists_for, wants_ann
+from lookalike.index.search import EXACT_SEARCH, AnnMode, SearchMethod
 from lookalike.index.store import IndexMetadata, save_index
 
 logger = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ class BuildConfig:
     split_seed: int = 0
     # Items per checkpoint file: a killed build loses at most this much work.
     chunk_size: int = 512
-    # An approximate index beside the embeddings: AUTO from ann.ANN_MIN_ITEMS items up, ON/OFF to force it.
+    # An approximate index beside the embeddings: AUTO from search.ANN_MIN_ITEMS items up, ON/OFF to force it.
     ann: AnnMode = AnnMode.AUTO
     # Rows of the index already at `output` are reused for images whose id and bytes did not change.
     incremental: bool = True
@@ -127,13 +127,11 @@ def build_index(config: BuildConfig, show_progress: bool = True) -> BuildReport:
     ]
     rows = pa.concat_tables([reused, embedded.filter(pc.is_null(embedded.column("error"))).select(REUSED_COLUMNS)])
     table = _in_catalog_order(rows, keys, catalog.labels, splits)
-    use_ann = wants_ann(config.ann, table.num_rows)
     metadata = dataclasses.replace(
         metadata,
         n_items=table.num_rows,
         skipped=[{"id": s.id, "reason": s.reason} for s in skipped],
-        search=ANN_SEARCH if use_ann else EXACT_SEARCH,
-        ann=dataclasses.asdict(AnnConfig(n_lists=lists_for(table.num_rows))) if use_ann else None,
+        search=SearchMethod.for_catalog(config.ann, table.num_rows),
     )
     save_index(_to_dataset(table, backbone.embedding_dim), metadata, config.output)
     shutil.rmtree(work_dir)
@@ -144,7 +142,7 @@ def build_index(config: BuildConfig, show_progress: bool = True) -> BuildReport:
         skipped=skipped,
         n_reused=reused.num_rows,
         n_embedded=len(todo) - n_resumed,
-        search=metadata.search,
+        search=metadata.search.name,
     )
 
 

@@ -4,36 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
 
-from lookalike.index.exact import Metric, SearchResults, cosine_to_euclidean, n_searchable, top_k
+from lookalike.index.exact import Metric, SearchResults, check_k, cosine_to_euclidean, n_searchable, top_k
 
-# Below this many items exact numpy search answers within the latency budget (16 ms at 100k,
-# 178 ms at 1M on 2 cores), builds instantly and is exact, so it stays the default.
-ANN_MIN_ITEMS = 250_000
 ANN_FILE = "ann.faiss"
-# What the index metadata records as its search method.
-EXACT_SEARCH = "exact"
-ANN_SEARCH = "ivf-sq8"
-
-
-class AnnMode(StrEnum):
-    AUTO = "auto"  # an approximate index from ANN_MIN_ITEMS items up, exact search below
-    ON = "on"
-    OFF = "off"
-
-
-def wants_ann(mode: AnnMode | str, n_items: int) -> bool:
-    """Whether a catalog of `n_items` gets an approximate index.
-
-    >>> wants_ann("auto", 10_000), wants_ann("auto", 1_000_000), wants_ann("on", 10)
-    (False, True, True)
-    """
-    mode = AnnMode(mode)
-    return mode is AnnMode.ON or (mode is AnnMode.AUTO and n_items >= ANN_MIN_ITEMS)
 
 
 @dataclass(frozen=True)
@@ -125,8 +102,7 @@ class AnnIndex:
     def search(self, queries: np.ndarray, k: int) -> SearchResults:
         """The approximate `k` best rows per query, best first, scored by cosine similarity."""
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
-        if k < 1 or k > len(self):
-            raise ValueError(f"k must be between 1 and {len(self)} for this catalog, got {k}")
+        check_k(k, len(self))
         n_candidates = min(len(self), k * self.config.rerank_factor) if self.vectors is not None else k
         scores, indices = self.index.search(queries, n_candidates)
         if self.vectors is not None:
@@ -149,8 +125,7 @@ class AnnIndex:
         """
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         n_candidates = n_searchable(len(self), exclude, allowed)
-        if k < 1 or k > n_candidates:
-            raise ValueError(f"k must be between 1 and {n_candidates} for this catalog, got {k}")
+        check_k(k, n_candidates)
         excluded = [set(rows) for rows in exclude] if exclude is not None else [set()] * len(queries)
         indices = np.zeros((len(queries), k), dtype=np.int64)
         scores = np.zeros((len(queries), k), dtype=np.float32)

@@ -43,9 +43,7 @@ def top_k(
     queries = np.atleast_2d(queries)
     if catalog.ndim != 2 or queries.shape[1] != catalog.shape[1]:
         raise ValueError(f"dimension mismatch: catalog {catalog.shape}, queries {queries.shape}")
-    n_candidates = n_searchable(len(catalog), exclude, allowed)
-    if k < 1 or k > n_candidates:
-        raise ValueError(f"k must be between 1 and {n_candidates} for this catalog, got {k}")
+    check_k(k, n_searchable(len(catalog), exclude, allowed))
     similarities = queries @ catalog.T
     if allowed is not None:
         similarities[:, ~allowed] = -np.inf
@@ -60,6 +58,32 @@ def top_k(
     best = np.take_along_axis(candidate_scores, order, axis=1).astype(np.float32)
     scores = best if metric is Metric.COSINE else cosine_to_euclidean(best)
     return SearchResults(indices=indices.astype(np.int64), scores=scores)
+
+
+def check_k(k: int, n_candidates: int) -> None:
+    """Every search's one rule for K: at least 1, at most the rows a query can get back."""
+    if k < 1 or k > n_candidates:
+        raise ValueError(f"k must be between 1 and {n_candidates} for this catalog, got {k}")
+
+
+@dataclass(frozen=True)
+class ExactSearch:
+    """`top_k` over a matrix of unit vectors, compared with every row: the reference every index answers like."""
+
+    vectors: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    def top_k(
+        self,
+        queries: np.ndarray,
+        k: int,
+        metric: Metric | str = Metric.COSINE,
+        exclude: Sequence[Sequence[int]] | None = None,
+        allowed: np.ndarray | None = None,
+    ) -> SearchResults:
+        return top_k(self.vectors, queries, k, metric, exclude, allowed)
 
 
 def n_searchable(n_rows: int, exclude: Sequence[Sequence[int]] | None, allowed: np.ndarray | None) -> int:

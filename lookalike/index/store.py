@@ -14,8 +14,8 @@ import numpy as np
 
 from lookalike.backbones.preprocessing import Preprocessing
 from lookalike.hub import upload_or_explain
-from lookalike.index.ann import ANN_FILE, ANN_SEARCH, EXACT_SEARCH, AnnConfig, AnnIndex
-from lookalike.index.exact import Metric, SearchResults, top_k
+from lookalike.index.exact import Metric, SearchResults
+from lookalike.index.search import SearchMethod, VectorSearch
 
 METADATA_FILE = "lookalike.json"
 PARQUET_FILE = "embeddings.parquet"
@@ -47,24 +47,22 @@ class IndexMetadata:
     split_column: str | None = None  # set when the source's own split was kept instead of the seeded one
     skipped: list[dict[str, str]] = field(default_factory=list)
     inference: str | None = None  # what ran the model (onnx, torch, ...); None: built before it was recorded
-    search: str = EXACT_SEARCH  # how queries search these embeddings: "exact", or "ivf-sq8" with ANN_FILE
-    ann: dict[str, int] | None = None  # the AnnConfig of ANN_FILE, when there is one
+    search: SearchMethod = field(default_factory=SearchMethod)  # exact, or an approximate index's settings
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     def to_json(self) -> str:
         values = asdict(self)
         values["preprocessing"] = self.preprocessing.to_dict()
+        values["search"] = self.search.to_dict()
         return json.dumps(values, indent=2)
 
     @classmethod
     def from_json(cls, text: str) -> IndexMetadata:
         values = json.loads(text)
         values["preprocessing"] = Preprocessing.from_dict(values["preprocessing"])
+        # Folders built before SearchMethod recorded a name and, apart, the ANN settings.
+        values["search"] = SearchMethod.from_dict(values.get("search", {"method": "exact"}), values.pop("ann", None))
         return cls(**values)
-
-    @property
-    def ann_config(self) -> AnnConfig | None:
-        return AnnConfig(**self.ann) if self.ann else None
 
     def check_matches(self, model_id: str, embedding_dim: int, preprocessing: Preprocessing, fingerprint: str) -> None:
         """Raise IndexMismatchError unless a backbone embeds exactly as these embeddings were."""
@@ -95,7 +93,7 @@ class EmbeddingIndex:
     dataset: object  # datasets.Dataset; typed loosely to keep `datasets` out of import time
     embeddings: np.ndarray  # read-only, memory-mapped when the folder has EMBEDDINGS_FILE
     metadata: IndexMetadata
-    ann: AnnIndex | None = None  # the approximate index, when the build wrote one
+    search: VectorSearch  # exact or approximate, as the metadata says (SearchMethod.open)
 
     @property
     def ids(self) -> list[str]:
@@ -114,7 +112,7 @@ class EmbeddingIndex:
 
     @property
     def search_method(self) -> str:
-        return ANN_SEARCH if self.ann is not None else EXACT_SEARCH
+        return self.metadata.search.name
 
     def top_k(
         self,
@@ -124,10 +122,8 @@ class EmbeddingIndex:
         exclude: Sequence[Sequence[int]] | None = None,
         allowed: np.ndarray | None = None,
     ) -> SearchResults:
-        """`search.top_k` over these embeddings, through the approximate index when there is one."""
-        if self.ann is None:
-            return top_k(self.embeddings, queries, k, metric, exclude, allowed)
-        return self.ann.top_k(queries, k, metric, exclude, allowed)
+        """The `VectorSearch.top_k` contract over these embeddings, by the search the build chose."""
+        return self.search.top_k(queries, k, metric, exclude, allowed)
 
 
 def save_index(dataset, metadata: IndexMetadata, output_dir: str | Path) -> Path:
@@ -143,8 +139,7 @@ def save_index(dataset, metadata: IndexMetadata, output_dir: str | Path) -> Path
     # The same rows as one parquet file, for tools that read parquet (pandas, DuckDB, the Hub viewer).
     dataset.to_parquet(str(staging / PARQUET_FILE))
     embeddings = _write_embedding_matrix(dataset, metadata.embedding_dim, staging / EMBEDDINGS_FILE)
-    if metadata.ann_config is not None:
-        AnnIndex.build(embeddings, metadata.ann_config).save(staging / ANN_FILE)
+    metadata.search.write(embeddings, staging)
     (staging / METADATA_FILE).write_text(metadata.to_json())
     _swap_into_place(staging, output_dir)
     return output_dir
@@ -213,15 +208,11 @@ def load_index(path: str | Path) -> EmbeddingIndex:
             f"{path / EMBEDDINGS_FILE} holds {embeddings.shape} embeddings but the dataset has {len(dataset)} rows "
             f"of {metadata.embedding_dim}: the folder is damaged. Rebuild it: python build_index.py --output {path}"
         )
-    ann = None
-    if metadata.search == ANN_SEARCH:
-        if not (path / ANN_FILE).is_file():
-            raise MissingIndexError(
-                f"{path} was built with an approximate index but {ANN_FILE} is missing. Rebuild it: "
-                f"python build_index.py --output {path}"
-            )
-        ann = AnnIndex.load(path / ANN_FILE, metadata.ann_config, vectors=embeddings)
-    return EmbeddingIndex(path=path, dataset=dataset, embeddings=embeddings, metadata=metadata, ann=ann)
+    try:
+        search = metadata.search.open(path, embeddings)
+    except FileNotFoundError as error:
+        raise MissingIndexError(f"{error} Rebuild it: python build_index.py --output {path}") from None
+    return EmbeddingIndex(path=path, dataset=dataset, embeddings=embeddings, metadata=metadata, search=search)
 
 
 def find_indexes(root: str | Path) -> list[Path]:
