@@ -12,88 +12,55 @@ import argparse
 import sys
 from pathlib import Path
 
-from lookalike.backbones.inference import InferenceKind
-from lookalike.backbones.registry import DEFAULT_BACKBONE, available_backbones
-from lookalike.build.builder import BuildConfig, Engine, build_index
+from lookalike.backbones.registry import available_backbones
+from lookalike.build.builder import BuildConfig, build_index
 from lookalike.build.ray_engine import RayConfig
-from lookalike.catalog import CatalogSource
-from lookalike.index.search import ANN_MIN_ITEMS, AnnMode
+from lookalike.cli import add_catalog_options, add_options, catalog_source, option_values
 from lookalike.runtime import reexec_with_fast_malloc
+
+# BuildConfig fields that are options as they are; their defaults and help live in the dataclass.
+BUILD_OPTIONS = (
+    "batch_size",
+    "chunk_size",
+    "inference",
+    "decode_workers",
+    "test_fraction",
+    "split_seed",
+    "ann",
+    "engine",
+)
+RAY_OPTIONS = ("concurrency", "cpus_per_actor")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("source", nargs="?", help="image folder or Hub dataset id (default: bundled catalog)")
+    add_catalog_options(parser, positional=True)
     parser.add_argument(
         "--model",
-        default=DEFAULT_BACKBONE,
+        default=BuildConfig.model,
         help=f"backbone: {', '.join(available_backbones())}, a Hub id or a saved model folder",
     )
     parser.add_argument("--output", type=Path, help="output folder (default: embeddings/<model>)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument(
-        "--chunk-size",
-        type=int,
-        default=BuildConfig.chunk_size,
-        help="images per checkpoint: a build that is killed and rerun redoes at most this many",
-    )
-    parser.add_argument(
-        "--inference",
-        choices=[kind.value for kind in InferenceKind],
-        default=InferenceKind.AUTO.value,
-        help="what runs the model: auto = ONNX Runtime if installed (same embeddings, faster), else PyTorch",
-    )
-    parser.add_argument("--decode-workers", type=int, default=2, help="threads decoding images during inference")
-    parser.add_argument("--image-column", default="image", help="image column of a Hub dataset")
-    parser.add_argument("--label-column", default="label", help="category column of a Hub dataset")
-    parser.add_argument("--id-column", help="id column of a Hub dataset (default: row number)")
-    parser.add_argument("--hub-split", default="train", help="which split of a Hub dataset to read")
-    parser.add_argument("--split-column", help="column holding an official 'train'/'test' split to keep")
-    parser.add_argument("--test-fraction", type=float, default=0.2, help="share of each category kept for test")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the train/test split")
-    parser.add_argument(
-        "--ann",
-        choices=[mode.value for mode in AnnMode],
-        default=AnnMode.AUTO.value,
-        help=f"approximate index (FAISS IVF-SQ8) beside the embeddings: auto = from {ANN_MIN_ITEMS:,} items up",
-    )
+    add_options(parser, BuildConfig, BUILD_OPTIONS)
     parser.add_argument(
         "--from-scratch",
         action="store_true",
         help="embed every image again instead of reusing unchanged rows of the index already at --output",
     )
-    parser.add_argument(
-        "--engine",
-        choices=[engine.value for engine in Engine],
-        default=Engine.LOCAL.value,
-        help="where images are embedded: this process, or Ray Data actors (pip install -r requirements-scale.txt; "
-        "a cluster through RAY_ADDRESS, else a local Ray instance)",
-    )
-    parser.add_argument("--ray-concurrency", type=int, default=RayConfig.concurrency, help="Ray actors, one model each")
-    parser.add_argument("--ray-cpus-per-actor", type=int, default=RayConfig.cpus_per_actor)
+    add_options(parser, RayConfig, RAY_OPTIONS, prefix="ray-")
     parser.add_argument("--push-to-hub", metavar="REPO_ID", help="also publish the embeddings as a Hub dataset")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    output = args.output or Path("embeddings") / Path(args.model).name
     config = BuildConfig(
-        source=CatalogSource(
-            args.source, args.image_column, args.label_column, args.id_column, args.hub_split, args.split_column
-        ),
+        source=catalog_source(args),
         model=args.model,
-        output=output,
-        batch_size=args.batch_size,
-        chunk_size=args.chunk_size,
-        inference=args.inference,
-        decode_workers=args.decode_workers,
-        test_fraction=args.test_fraction,
-        split_seed=args.seed,
-        ann=args.ann,
+        output=args.output or Path("embeddings") / Path(args.model).name,
         incremental=not args.from_scratch,
-        engine=args.engine,
-        ray=RayConfig(concurrency=args.ray_concurrency, cpus_per_actor=args.ray_cpus_per_actor),
+        ray=RayConfig(**option_values(args, RAY_OPTIONS, prefix="ray-")),
+        **option_values(args, BUILD_OPTIONS),
     )
     try:
         report = build_index(config)

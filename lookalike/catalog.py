@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +47,14 @@ class CatalogSource:
     """Where a catalog comes from. `location` None means the bundled catalog."""
 
     location: str | None = None
-    image_column: str = "image"
-    label_column: str = "label"
-    id_column: str | None = None
-    hub_split: str = "train"
+    image_column: str = field(default="image", metadata={"help": "image column of a Hub dataset"})
+    label_column: str = field(default="label", metadata={"help": "category column of a Hub dataset"})
+    id_column: str | None = field(default=None, metadata={"help": "id column of a Hub dataset (default: row number)"})
+    hub_split: str = field(default="train", metadata={"help": "which split of a Hub dataset to read"})
     # A column that already says "train"/"test" (an official split) replaces the seeded one.
-    split_column: str | None = None
+    split_column: str | None = field(
+        default=None, metadata={"help": "column holding an official 'train'/'test' split to keep"}
+    )
 
 
 def load_catalog(source: CatalogSource) -> Catalog:

@@ -25,7 +25,7 @@ from lookalike.build.incremental import HASH_COLUMN, REUSED_COLUMNS, content_has
 from lookalike.build.pipeline import PipelineConfig
 from lookalike.build.ray_engine import RayConfig
 from lookalike.catalog import CatalogItem, CatalogSource, load_catalog, stratified_split
-from lookalike.index.search import EXACT_SEARCH, AnnMode, SearchMethod
+from lookalike.index.search import ANN_MIN_ITEMS, EXACT_SEARCH, AnnMode, SearchMethod
 from lookalike.index.store import IndexMetadata, save_index
 
 logger = logging.getLogger(__name__)
@@ -43,20 +43,34 @@ class BuildConfig:
     source: CatalogSource = field(default_factory=CatalogSource)
     model: str = DEFAULT_BACKBONE
     output: Path = Path("embeddings") / DEFAULT_BACKBONE
-    batch_size: int = 32
-    # ONNX Runtime when available (same embeddings as PyTorch to ~1e-6, 2-3x faster here).
-    inference: InferenceKind = InferenceKind.AUTO
-    # Threads decoding and resizing images while the model runs (Pillow releases the GIL).
-    decode_workers: int = 2
-    test_fraction: float = 0.2
-    split_seed: int = 0
-    # Items per checkpoint file: a killed build loses at most this much work.
-    chunk_size: int = 512
-    # An approximate index beside the embeddings: AUTO from search.ANN_MIN_ITEMS items up, ON/OFF to force it.
-    ann: AnnMode = AnnMode.AUTO
+    batch_size: int = field(default=32, metadata={"help": "images per forward pass"})
+    inference: InferenceKind = field(
+        default=InferenceKind.AUTO,
+        metadata={"help": "what runs the model: auto = the fastest runtime installed (same embeddings), else PyTorch"},
+    )
+    # Pillow releases the GIL, so decode threads overlap the model's forward pass.
+    decode_workers: int = field(default=2, metadata={"help": "threads decoding images during inference"})
+    test_fraction: float = field(default=0.2, metadata={"help": "share of each category kept for test"})
+    split_seed: int = field(default=0, metadata={"flag": "seed", "help": "seed of the train/test split"})
+    chunk_size: int = field(
+        default=512,
+        metadata={"help": "images per checkpoint: a build that is killed and rerun redoes at most this many"},
+    )
+    ann: AnnMode = field(
+        default=AnnMode.AUTO,
+        metadata={
+            "help": f"approximate index (FAISS IVF-SQ8) beside the embeddings: auto = from {ANN_MIN_ITEMS:,} items up"
+        },
+    )
     # Rows of the index already at `output` are reused for images whose id and bytes did not change.
     incremental: bool = True
-    engine: Engine = Engine.LOCAL
+    engine: Engine = field(
+        default=Engine.LOCAL,
+        metadata={
+            "help": "where images are embedded: this process, or Ray Data actors (pip install -r "
+            "requirements-scale.txt; a cluster through RAY_ADDRESS, else a local Ray instance)"
+        },
+    )
     ray: RayConfig = field(default_factory=RayConfig)
 
     def __post_init__(self) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
@@ -23,9 +23,9 @@ RAY_MISSING = (
 class RayConfig:
     """How the work is spread: `concurrency` actors, each holding a model and `cpus_per_actor` CPUs."""
 
-    concurrency: int = 2
+    concurrency: int = field(default=2, metadata={"help": "Ray actors, one model each"})
     # Also the runtime's thread count: actors on one machine then never oversubscribe its cores.
-    cpus_per_actor: int = 1
+    cpus_per_actor: int = field(default=1, metadata={"help": "CPUs (and runtime threads) of each actor"})
     # None: RAY_ADDRESS from the environment when set (a cluster), else a new local Ray instance.
     address: str | None = None
 

@@ -16,7 +16,9 @@ from lookalike.index.store import load_index
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m lookalike.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("indexes", type=Path, nargs="+", help="embeddings folder(s) written by build_index.py")
     parser.add_argument("--queries", type=Path, help="image folder whose images query the whole index")
     parser.add_argument("--protocol", choices=[p.value for p in Protocol], default=Protocol.SPLIT.value)

@@ -14,33 +14,35 @@ import logging
 import sys
 from pathlib import Path
 
-from lookalike.catalog import CatalogSource
+from lookalike.cli import add_catalog_options, add_options, catalog_source, option_values
 from lookalike.finetune.training import FinetuneConfig, finetune, push_finetuned
 from lookalike.hub import push_exit_code
 from lookalike.images import ImageError
 
+# FinetuneConfig fields that are options as they are; their defaults live in the dataclass.
+TRAINING_OPTIONS = (
+    "model", "epochs", "batch_size", "trainable_blocks", "views", "eval_k", "seed", "split_seed",
+    "learning_rate", "proxy_learning_rate", "weight_decay", "temperature", "margin", "test_fraction",
+)  # fmt: skip
+
 
 def main(argv: list[str] | None = None) -> int:
-    defaults = FinetuneConfig()
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--source", help="image folder or Hub dataset id (default: bundled catalog)")
-    parser.add_argument("--image-column", default="image")
-    parser.add_argument("--label-column", default="label")
-    parser.add_argument("--split-column", help="column holding an official 'train'/'test' split to keep")
-    parser.add_argument("--model", default=defaults.model, help="registry name, Hub id or model folder")
+    parser = argparse.ArgumentParser(
+        prog="python -m lookalike.finetune", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_catalog_options(parser, positional=False)
     parser.add_argument("--output", type=Path, required=True, help="model folder to write (save_pretrained)")
-    for name in ["epochs", "batch_size", "trainable_blocks", "views", "eval_k", "seed", "split_seed"]:
-        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
-    for name in ["learning_rate", "proxy_learning_rate", "weight_decay", "temperature", "margin", "test_fraction"]:
-        parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name))
+    add_options(parser, FinetuneConfig, TRAINING_OPTIONS)
     parser.add_argument("--no-cache", action="store_true", help="run every block each step (slower, fresh views)")
     parser.add_argument("--push-to-hub", metavar="REPO_ID", help="also publish the model folder")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    source = CatalogSource(args.source, args.image_column, args.label_column, split_column=args.split_column)
-    knobs = {name: getattr(args, name) for name in FinetuneConfig.__dataclass_fields__ if hasattr(args, name)}
-    knobs.pop("source", None)
-    config = FinetuneConfig(**{**knobs, "source": source, "cache_features": not args.no_cache})
+    config = FinetuneConfig(
+        source=catalog_source(args),
+        output=args.output,
+        cache_features=not args.no_cache,
+        **option_values(args, TRAINING_OPTIONS),
+    )
     try:
         result = finetune(config)
     except (ValueError, OSError, ImageError) as error:
