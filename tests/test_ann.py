@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lookalike.index.ann import AnnConfig, AnnIndex
-from lookalike.index.exact import top_k
+from lookalike.index.exact import RowFilter, top_k
 
 
 def clustered_unit_vectors(n: int, dim: int = 64, n_clusters: int = 20, seed: int = 0) -> np.ndarray:
@@ -63,8 +63,8 @@ def test_top_k_with_exclusions_and_a_filter_equals_exact_search(catalog):
     exclude = [list(range(row, row + 5)) for row in range(20)]
     allowed = np.arange(len(catalog)) % 3 != 0
     for metric in ("cosine", "euclidean"):
-        exact = top_k(catalog, queries, 10, metric, exclude=exclude, allowed=allowed)
-        approximate = ann.top_k(queries, 10, metric, exclude=exclude, allowed=allowed)
+        exact = top_k(catalog, queries, 10, metric, RowFilter(allowed, exclude))
+        approximate = ann.top_k(queries, 10, metric, RowFilter(allowed, exclude))
         np.testing.assert_array_equal(approximate.indices, exact.indices)
         np.testing.assert_allclose(approximate.scores, exact.scores, atol=1e-5)
 
@@ -74,8 +74,8 @@ def test_top_k_still_returns_k_rows_when_the_probed_cells_hold_too_few(catalog):
     queries = clustered_unit_vectors(5, seed=4)
     ann = AnnIndex.build(catalog, AnnConfig(n_lists=64, n_probe=1))
     allowed = np.arange(len(catalog)) % 100 == 0
-    found = ann.top_k(queries, 10, allowed=allowed)
+    found = ann.top_k(queries, 10, rows=RowFilter(allowed))
     assert found.indices.shape == (5, 10) and allowed[found.indices].all()
-    np.testing.assert_array_equal(found.indices, top_k(catalog, queries, 10, allowed=allowed).indices)
+    np.testing.assert_array_equal(found.indices, top_k(catalog, queries, 10, rows=RowFilter(allowed)).indices)
     with pytest.raises(ValueError, match="k must be"):
-        ann.top_k(queries, 31, allowed=allowed)
+        ann.top_k(queries, 31, rows=RowFilter(allowed))

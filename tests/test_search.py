@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lookalike.backbones.embedding import l2_normalize
-from lookalike.index.exact import Metric, top_k
+from lookalike.index.exact import Metric, RowFilter, top_k
 
 
 def brute_force(catalog, query, k, metric, excluded=()):
@@ -28,7 +28,7 @@ def test_top_k_matches_a_brute_force_loop(metric):
     catalog = l2_normalize(rng.normal(size=(300, 16)))
     queries = l2_normalize(rng.normal(size=(20, 16)))
     exclude = [[int(i) for i in rng.choice(300, 3, replace=False)] for _ in range(20)]
-    results = top_k(catalog, queries, 7, metric, exclude=exclude)
+    results = top_k(catalog, queries, 7, metric, RowFilter(exclude=exclude))
     for row, query in enumerate(queries):
         indices, scores = brute_force(catalog, query, 7, metric, set(exclude[row]))
         assert results.indices[row].tolist() == indices

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,49 +65,53 @@ def embed_chunks_on_ray(
     config: RayConfig,
 ) -> Iterator[pa.Table]:
     """Each chunk's table (as `chunk_embedding.embed_chunk` makes it), in order, as results stream back."""
+    if not chunks:
+        return
+    # What each actor is built with (ChunkEmbedder's arguments).
+    embedder = {
+        "model": model,
+        "inference": InferenceKind(inference).value,
+        "threads": config.cpus_per_actor,
+        "pipeline": pipeline,
+    }
+    with _ray_session(config) as ray:
+        yield from _embedded_chunks(ray, chunks, embedder, config)
+
+
+@contextlib.contextmanager
+def _ray_session(config: RayConfig) -> Iterator[ModuleType]:
+    """Ray, connected to `config.address` (or RAY_ADDRESS, or a new local instance) unless it already is."""
     try:
         import ray
         import ray.data
     except ImportError as error:
         raise RuntimeError(RAY_MISSING) from error
-    if not chunks:
-        return
     started_here = not ray.is_initialized()
     if started_here:
         # The package travels with the job, so cluster nodes need only the requirements installed.
-        package = str(Path(__file__).resolve().parent)
+        package = str(Path(__file__).resolve().parents[1])
         ray.init(address=config.address, include_dashboard=False, runtime_env={"py_modules": [package]})
     try:
-        yield from _embed_on_ray(ray, chunks, model, inference, pipeline, config)
+        yield ray
     finally:
         if started_here:
             ray.shutdown()
 
 
-def _embed_on_ray(
-    ray: ModuleType,
-    chunks: Sequence[Sequence[CatalogItem]],
-    model: str,
-    inference: InferenceKind,
-    pipeline: PipelineConfig,
-    config: RayConfig,
+def _embedded_chunks(
+    ray: ModuleType, chunks: Sequence[Sequence[CatalogItem]], embedder: dict, config: RayConfig
 ) -> Iterator[pa.Table]:
     # Chunks are checkpointed in catalog order, so results must come back in the order they went in.
     ray.data.DataContext.get_current().execution_options.preserve_order = True
     rows = [_as_row(item) for chunk in chunks for item in chunk]
     embedded = ray.data.from_items(rows).map_batches(
         ChunkEmbedder,
-        fn_constructor_kwargs={
-            "model": model,
-            "inference": InferenceKind(inference).value,
-            "threads": config.cpus_per_actor,
-            "pipeline": pipeline,
-        },
+        fn_constructor_kwargs=embedder,
         # A fixed pool of `concurrency` actors (the `concurrency=` argument is deprecated since Ray 2.51).
         compute=ray.data.ActorPoolStrategy(size=config.concurrency),
         num_cpus=config.cpus_per_actor,
         # Small catalogs still reach every actor; large ones go in the runtime's best batch size.
-        batch_size=max(1, min(pipeline.batch_size, -(-len(rows) // config.concurrency))),
+        batch_size=max(1, min(embedder["pipeline"].batch_size, -(-len(rows) // config.concurrency))),
         batch_format="pyarrow",
     )
     batches = iter(embedded.iter_batches(batch_format="pyarrow"))

@@ -12,7 +12,7 @@ import numpy as np
 from lookalike.evaluate import plots
 from lookalike.evaluate.saved_reports import RESULTS_FILE, SUMMARY_FILE
 from lookalike.evaluate.scoring import Evaluation, QuerySet, evaluate_query_set
-from lookalike.index.exact import top_k
+from lookalike.index.exact import RowFilter, top_k
 from lookalike.index.store import EmbeddingIndex
 
 
@@ -57,7 +57,7 @@ def _model_figures(index: EmbeddingIndex, queries: QuerySet, k: int, output: Pat
     labels = np.asarray(index.labels)
     catalog_rows = queries.catalog_rows
     exclude = [[row] for row in range(len(queries.labels))] if queries.leave_one_out else None
-    results = top_k(index.embeddings[catalog_rows], queries.embeddings, k, exclude=exclude)
+    results = top_k(index.embeddings[catalog_rows], queries.embeddings, k, rows=RowFilter(exclude=exclude))
     retrieved_rows = catalog_rows[results.indices]
     hits = labels[retrieved_rows] == queries.labels[:, None]
     model = index.metadata.model_id

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from lookalike.evaluate.metrics import map_at_k, mean_similarity_at_k, precision_at_k, recall_at_k
-from lookalike.index.exact import SearchResults, top_k
+from lookalike.index.exact import RowFilter, SearchResults, top_k
 from lookalike.index.store import EmbeddingIndex
 
 
@@ -47,7 +47,7 @@ def evaluate_embeddings(
     if not len(queries):
         raise ValueError("no queries to evaluate")
     exclude = [[row] for row in range(len(queries))] if exclude_same_row else None
-    results = top_k(catalog, queries, max(ks), exclude=exclude)
+    results = top_k(catalog, queries, max(ks), rows=RowFilter(exclude=exclude))
     return score_results(model, results, catalog_labels, catalog_labels, query_labels, ks, exclude_same_row)
 
 
@@ -128,7 +128,7 @@ def evaluate_query_set(index: EmbeddingIndex, queries: QuerySet, ks: Sequence[in
     allowed = np.zeros(len(index), dtype=bool)
     allowed[queries.catalog_rows] = True
     exclude = [[row] for row in queries.query_rows] if queries.leave_one_out else None
-    results = index.top_k(queries.embeddings, max(ks), exclude=exclude, allowed=allowed)
+    results = index.top_k(queries.embeddings, max(ks), rows=RowFilter(allowed, exclude))
     return score_results(
         index.metadata.model_id,
         results,

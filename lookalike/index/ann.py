@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from lookalike.index.exact import Metric, SearchResults, check_k, cosine_to_euclidean, n_searchable, top_k
+from lookalike.index.exact import EVERY_ROW, Metric, RowFilter, SearchResults, check_k, cosine_to_euclidean, top_k
 
 ANN_FILE = "ann.faiss"
 
@@ -109,24 +109,17 @@ class AnnIndex:
             scores, indices = self._rerank(queries, indices)
         return SearchResults(indices=indices[:, :k].astype(np.int64), scores=scores[:, :k].astype(np.float32))
 
-    def top_k(
-        self,
-        queries: np.ndarray,
-        k: int,
-        metric: Metric | str = Metric.COSINE,
-        exclude: Sequence[Sequence[int]] | None = None,
-        allowed: np.ndarray | None = None,
-    ) -> SearchResults:
-        """`search.top_k`'s contract answered from the index: never an excluded or disallowed row.
+    def top_k(self, queries: np.ndarray, k: int, metric: Metric | str = Metric.COSINE, rows=EVERY_ROW) -> SearchResults:
+        """The `VectorSearch.top_k` contract answered from the index: never a row that `rows` keeps out.
 
         Asks for more candidates until each query has `k` acceptable ones. A query that still lacks
         them (a filter keeping few rows, or all probed cells used up) is answered by exact search over
         the stored vectors, so `k` rows always come back, as from `search.top_k`.
         """
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
-        n_candidates = n_searchable(len(self), exclude, allowed)
+        n_candidates = rows.n_searchable(len(self))
         check_k(k, n_candidates)
-        excluded = [set(rows) for rows in exclude] if exclude is not None else [set()] * len(queries)
+        excluded = rows.excluded(len(queries))
         indices = np.zeros((len(queries), k), dtype=np.int64)
         scores = np.zeros((len(queries), k), dtype=np.float32)
         pending = np.arange(len(queries))
@@ -135,34 +128,26 @@ class AnnIndex:
         while len(pending):
             found = self.search(queries[pending], depth)
             still_pending = []
-            for query, rows, row_scores in zip(pending, found.indices, found.scores, strict=True):
-                usable = [i for i, row in enumerate(rows) if row >= 0 and row not in excluded[query]]
-                if allowed is not None:
-                    usable = [i for i in usable if allowed[rows[i]]]
+            for query, found_rows, row_scores in zip(pending, found.indices, found.scores, strict=True):
+                usable = [i for i, row in enumerate(found_rows) if row >= 0 and row not in excluded[query]]
+                if rows.allowed is not None:
+                    usable = [i for i in usable if rows.allowed[found_rows[i]]]
                 if len(usable) >= k:
-                    indices[query], scores[query] = rows[usable[:k]], row_scores[usable[:k]]
-                elif (rows >= 0).all() and depth < len(self):
+                    indices[query], scores[query] = found_rows[usable[:k]], row_scores[usable[:k]]
+                elif (found_rows >= 0).all() and depth < len(self):
                     still_pending.append(query)
                 else:
-                    indices[query], scores[query] = self._exact(queries[query], k, exclude, allowed, query)
+                    indices[query], scores[query] = self._exact(queries[query], k, rows.for_query(query))
             pending = np.asarray(still_pending, dtype=np.int64)
             depth = min(len(self), 2 * depth)
         scores = scores if Metric(metric) is Metric.COSINE else cosine_to_euclidean(scores)
         return SearchResults(indices=indices, scores=scores)
 
-    def _exact(
-        self,
-        query: np.ndarray,
-        k: int,
-        exclude: Sequence[Sequence[int]] | None,
-        allowed: np.ndarray | None,
-        position: int,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Query number `position`'s exact top-k (cosine) over the stored vectors."""
+    def _exact(self, query: np.ndarray, k: int, rows: RowFilter) -> tuple[np.ndarray, np.ndarray]:
+        """One query's exact top-k (cosine) over the stored vectors."""
         if self.vectors is None:
             raise ValueError("Exact fallback needs the catalog vectors: load the index with `vectors=`.")
-        own_exclude = [exclude[position]] if exclude is not None else None
-        exact = top_k(self.vectors, query, k, exclude=own_exclude, allowed=allowed)
+        exact = top_k(self.vectors, query, k, rows=rows)
         return exact.indices[0], exact.scores[0]
 
     def _rerank(self, queries: np.ndarray, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

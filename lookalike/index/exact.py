@@ -25,16 +25,34 @@ class SearchResults:
     scores: np.ndarray  # (n_queries, k) float32
 
 
+@dataclass(frozen=True)
+class RowFilter:
+    """Which catalog rows a search may return: only the `allowed` ones (a boolean mask, one per row;
+    None: every row), and for query q never the rows listed in `exclude[q]` (None: none)."""
+
+    allowed: np.ndarray | None = None
+    exclude: Sequence[Sequence[int]] | None = None
+
+    def n_searchable(self, n_rows: int) -> int:
+        """How many rows every query can surely get back: the allowed ones less the longest exclusion list."""
+        n_allowed = n_rows if self.allowed is None else int(np.count_nonzero(self.allowed))
+        return n_allowed - max((len(e) for e in self.exclude), default=0) if self.exclude is not None else n_allowed
+
+    def excluded(self, n_queries: int) -> list[set[int]]:
+        return [set(rows) for rows in self.exclude] if self.exclude is not None else [set()] * n_queries
+
+    def for_query(self, position: int) -> RowFilter:
+        """The filter of query number `position` alone."""
+        return RowFilter(self.allowed, [self.exclude[position]] if self.exclude is not None else None)
+
+
+EVERY_ROW = RowFilter()
+
+
 def top_k(
-    catalog: np.ndarray,
-    queries: np.ndarray,
-    k: int,
-    metric: Metric | str = Metric.COSINE,
-    exclude: Sequence[Sequence[int]] | None = None,
-    allowed: np.ndarray | None = None,
+    catalog: np.ndarray, queries: np.ndarray, k: int, metric: Metric | str = Metric.COSINE, rows: RowFilter = EVERY_ROW
 ) -> SearchResults:
-    """The `k` nearest catalog rows to each query, never one listed in `exclude[query]`, and only rows
-    where the boolean mask `allowed` (one per catalog row) is true, when it is given.
+    """The `k` nearest catalog rows to each query that `rows` lets through.
 
     `catalog` (N, D) and `queries` (Q, D) are unit-norm, so Euclidean distance is
     sqrt(2 - 2 cos): both metrics rank alike, and one matrix product serves both.
@@ -43,12 +61,12 @@ def top_k(
     queries = np.atleast_2d(queries)
     if catalog.ndim != 2 or queries.shape[1] != catalog.shape[1]:
         raise ValueError(f"dimension mismatch: catalog {catalog.shape}, queries {queries.shape}")
-    check_k(k, n_searchable(len(catalog), exclude, allowed))
+    check_k(k, rows.n_searchable(len(catalog)))
     similarities = queries @ catalog.T
-    if allowed is not None:
-        similarities[:, ~allowed] = -np.inf
-    if exclude is not None:
-        for row, excluded in enumerate(exclude):
+    if rows.allowed is not None:
+        similarities[:, ~rows.allowed] = -np.inf
+    if rows.exclude is not None:
+        for row, excluded in enumerate(rows.exclude):
             similarities[row, list(excluded)] = -np.inf
     # argpartition finds the k best in O(N); only those k are then sorted.
     candidates = np.argpartition(-similarities, k - 1, axis=1)[:, :k]
@@ -75,21 +93,8 @@ class ExactSearch:
     def __len__(self) -> int:
         return len(self.vectors)
 
-    def top_k(
-        self,
-        queries: np.ndarray,
-        k: int,
-        metric: Metric | str = Metric.COSINE,
-        exclude: Sequence[Sequence[int]] | None = None,
-        allowed: np.ndarray | None = None,
-    ) -> SearchResults:
-        return top_k(self.vectors, queries, k, metric, exclude, allowed)
-
-
-def n_searchable(n_rows: int, exclude: Sequence[Sequence[int]] | None, allowed: np.ndarray | None) -> int:
-    """How many rows every query can surely get back: the allowed ones less the longest exclusion list."""
-    n_allowed = n_rows if allowed is None else int(np.count_nonzero(allowed))
-    return n_allowed - max((len(e) for e in exclude), default=0) if exclude is not None else n_allowed
+    def top_k(self, queries: np.ndarray, k: int, metric: Metric | str = Metric.COSINE, rows=EVERY_ROW) -> SearchResults:
+        return top_k(self.vectors, queries, k, metric, rows)
 
 
 def cosine_to_euclidean(similarity: np.ndarray) -> np.ndarray:

@@ -1,6 +1,6 @@
 """One search interface over a build's vectors, and the one place that decides exact or approximate.
 
-Every implementation answers `top_k(queries, k, metric, exclude, allowed)` with the same contract as
+Every implementation answers `top_k(queries, k, metric, rows)` with the same contract as
 `exact.top_k`: the k best rows per query, never an excluded or disallowed one. A new index type is
 a class with that method plus a branch in `SearchMethod` (how it is chosen, written and opened).
 """
@@ -8,7 +8,6 @@ a class with that method plus a branch in `SearchMethod` (how it is chosen, writ
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Protocol
 import numpy as np
 
 from lookalike.index.ann import ANN_FILE, AnnConfig, AnnIndex, lists_for
-from lookalike.index.exact import ExactSearch, Metric, SearchResults
+from lookalike.index.exact import EVERY_ROW, ExactSearch, Metric, SearchResults
 
 # Below this many items exact numpy search answers within the latency budget (16 ms at 100k,
 # 178 ms at 1M on 2 cores), builds instantly and is exact, so it stays the default.
@@ -32,14 +31,8 @@ class VectorSearch(Protocol):
 
     def __len__(self) -> int: ...
 
-    def top_k(
-        self,
-        queries: np.ndarray,
-        k: int,
-        metric: Metric | str = Metric.COSINE,
-        exclude: Sequence[Sequence[int]] | None = None,
-        allowed: np.ndarray | None = None,
-    ) -> SearchResults: ...
+    def top_k(self, queries: np.ndarray, k: int, metric: Metric | str = Metric.COSINE, rows=EVERY_ROW) -> SearchResults:
+        """The k best rows per query that `rows` lets through, best first (see `exact.top_k`)."""
 
 
 class AnnMode(StrEnum):

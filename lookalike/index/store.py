@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,7 +13,7 @@ import numpy as np
 
 from lookalike.backbones.preprocessing import Preprocessing
 from lookalike.hub import upload_or_explain
-from lookalike.index.exact import Metric, SearchResults
+from lookalike.index.exact import EVERY_ROW, Metric, SearchResults
 from lookalike.index.search import SearchMethod, VectorSearch
 
 METADATA_FILE = "lookalike.json"
@@ -114,16 +113,9 @@ class EmbeddingIndex:
     def search_method(self) -> str:
         return self.metadata.search.name
 
-    def top_k(
-        self,
-        queries: np.ndarray,
-        k: int,
-        metric: Metric | str = Metric.COSINE,
-        exclude: Sequence[Sequence[int]] | None = None,
-        allowed: np.ndarray | None = None,
-    ) -> SearchResults:
+    def top_k(self, queries: np.ndarray, k: int, metric: Metric | str = Metric.COSINE, rows=EVERY_ROW) -> SearchResults:
         """The `VectorSearch.top_k` contract over these embeddings, by the search the build chose."""
-        return self.search.top_k(queries, k, metric, exclude, allowed)
+        return self.search.top_k(queries, k, metric, rows)
 
 
 def save_index(dataset, metadata: IndexMetadata, output_dir: str | Path) -> Path:

@@ -13,7 +13,7 @@ from lookalike.backbones.embedding import embed_images
 from lookalike.backbones.inference import Inference, InferenceConfig, load_inference
 from lookalike.backbones.registry import Backbone, load_backbone
 from lookalike.images import ImageSource, open_image
-from lookalike.index.exact import Metric
+from lookalike.index.exact import Metric, RowFilter
 from lookalike.index.store import EmbeddingIndex, load_index
 from lookalike.recommend.duplicates import DUPLICATE_SIMILARITY, collapse_near_duplicates
 from lookalike.recommend.feedback import MAX_SET_SIZE, combine_set, rocchio
@@ -168,7 +168,7 @@ class Recommender:
         # Collapsing near-duplicates can leave fewer than k: search deeper until k survive.
         depth = k
         while True:
-            results = self.index.top_k(query[None, :], depth, request.metric, allowed=allowed)
+            results = self.index.top_k(query[None, :], depth, request.metric, RowFilter(allowed))
             rows = results.indices[0].tolist()
             if request.collapse_duplicates:
                 groups = collapse_near_duplicates(embeddings, rows, request.duplicate_similarity)
