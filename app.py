@@ -10,7 +10,7 @@ if __name__ == "__main__":
 
     reexec_with_fast_malloc()  # before the model loads: it restarts the process
 
-from lookalike.app.layout import AppConfig, build_demo
+from lookalike.app.layout import PAGE_CSS, AppConfig, build_demo
 from lookalike.app.service import LookalikeService
 
 # LOOKALIKE_EMBEDDINGS points the app at another set of built embeddings (tests, other catalogs);
@@ -30,4 +30,5 @@ if __name__ == "__main__":
         server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
         max_file_size=config.max_file_size,
+        css=PAGE_CSS,
     )

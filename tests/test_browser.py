@@ -5,6 +5,7 @@ Screenshots of each step go to screenshots/ (git-ignored) to be looked at after 
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -61,6 +62,11 @@ def gallery_captions(driver) -> list[str]:
     return [item.text for item in driver.find_elements(By.CSS_SELECTOR, "button.thumbnail-item .caption-label")]
 
 
+def category(caption: str) -> str:
+    """The category in a caption "Name · category · 0.65"."""
+    return caption.split(" · ")[1]
+
+
 def wait_for_gallery(driver, k: int = DEFAULT_K) -> list[str]:
     wait(driver).until(lambda d: len(gallery_captions(d)) == k and all(gallery_captions(d)))
     return gallery_captions(driver)
@@ -78,8 +84,10 @@ def upload(driver, path: Path, label: str) -> None:
 def test_uploading_a_photo_shows_k_captioned_recommendations(page, example_photo):
     upload(page, example_photo, "Your product")
     captions = wait_for_gallery(page)
-    assert all(" · similarity " in caption for caption in captions)
-    assert sum(caption.startswith("fruit") for caption in captions) >= DEFAULT_K // 2
+    assert all(re.fullmatch(r"[^·]+ · [a-z-]+ · [01]\.\d\d( · \+\d+ alike)?", caption) for caption in captions), (
+        captions
+    )
+    assert sum(category(caption) == "fruit" for caption in captions) >= DEFAULT_K // 2
     wait(page).until(lambda d: "Average similarity of the top 8" in d.find_element(By.TAG_NAME, "body").text)
     page.save_screenshot(SCREENSHOTS / "1-upload.png")
 
@@ -96,7 +104,7 @@ def test_clicking_an_example_recommends_for_it(page):
     example.click()
     captions = wait_for_gallery(page)
     page.save_screenshot(SCREENSHOTS / "2-example.png")
-    assert sum(caption.startswith("flower") for caption in captions) >= DEFAULT_K // 2, captions
+    assert sum(category(caption) == "flower" for caption in captions) >= DEFAULT_K // 2, captions
 
 
 def test_compare_tab_gives_the_similarity_of_two_photos(page, example_photo):
@@ -131,3 +139,53 @@ def test_uploading_a_file_over_the_size_limit_shows_the_limit(page, tmp_path):
     upload(page, big, "Your product")
     wait(page).until(lambda d: "exceed the maximum allowed size of 10.0 Mb" in d.find_element(By.TAG_NAME, "body").text)
     page.save_screenshot(SCREENSHOTS / "5-too-large.png")
+
+
+PHONE_WIDTH = 412
+
+
+@pytest.fixture(scope="module")
+def phone(browser):
+    """The same browser with a phone's viewport (a headless window cannot be made that narrow)."""
+    metrics = {"width": PHONE_WIDTH, "height": 900, "deviceScaleFactor": 1, "mobile": True}
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
+    yield browser
+    browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def top_of(driver, element) -> float:
+    return driver.execute_script("return arguments[0].getBoundingClientRect().top + window.scrollY;", element)
+
+
+def test_the_page_works_on_a_phone(phone, app_url):
+    phone.get(app_url)
+    find_button = wait(phone).until(
+        seen.presence_of_element_located((By.XPATH, "//button[normalize-space()='Find lookalikes']"))
+    )
+
+    def example_thumbnails(driver):
+        block = "//*[starts-with(normalize-space(), 'Or click an example photo')]/ancestor::div[.//button//img][1]"
+        return driver.find_elements(By.XPATH, block + "//button//img") or False
+
+    examples = wait(phone).until(example_thumbnails)
+    # The example photos come right under the photo input, before the search controls.
+    assert top_of(phone, examples[0]) < top_of(phone, find_button)
+    daffodil = next(i for i in examples if (i.get_attribute("src") or "").endswith("/daffodil.jpg"))
+    phone.execute_script("arguments[0].scrollIntoView({block: 'center'});", daffodil)
+    daffodil.find_element(By.XPATH, "./ancestor::button[1]").click()
+    captions = wait_for_gallery(phone)
+    phone.save_screenshot(SCREENSHOTS / "phone-results.png")
+    assert phone.execute_script("return document.documentElement.scrollWidth") <= PHONE_WIDTH  # no sideways scroll
+    items = phone.find_elements(By.CSS_SELECTOR, "#lookalike-results button.thumbnail-item")
+    tops = [round(top_of(phone, item)) for item in items[:3]]
+    assert tops[0] == tops[1] < tops[2], tops  # two columns
+    for item, caption in zip(items, captions, strict=True):
+        label = item.find_element(By.CSS_SELECTOR, ".caption-label")
+        assert phone.execute_script("return arguments[0].scrollWidth <= arguments[0].clientWidth;", label), caption
+        alt = item.find_element(By.TAG_NAME, "img").get_attribute("alt")
+        assert alt == caption and category(caption) in alt  # name and category for screen readers
+    # The raw JSON stays folded away until asked for.
+    assert not [
+        e for e in phone.find_elements(By.CSS_SELECTOR, ".json-holder, [data-testid='json']") if e.is_displayed()
+    ]
+    assert phone.find_element(By.XPATH, "//*[normalize-space()='Results as JSON']").is_displayed()

@@ -140,10 +140,8 @@ def test_captions_say_how_many_near_identical_products_were_folded_in():
         Recommendation("a/1.jpg", "a", 0.91, 0.91, image, near_duplicates=("a/1-copy.jpg",)),
         Recommendation("b/2.jpg", "b", 0.8, 0.8, image),
     ]
-    assert gallery_captions(results, Metric.COSINE) == [
-        "a · similarity 0.910 · +1 near-identical",
-        "b · similarity 0.800",
-    ]
+    assert gallery_captions(results, Metric.COSINE) == ["1 · a · 0.91 · +1 alike", "2 · b · 0.80"]
+    assert gallery_captions(results[1:], Metric.EUCLIDEAN) == ["2 · b · distance 0.80"]
 
 
 def test_adding_the_clicked_product_to_the_set_opens_it_and_stops_at_five():

@@ -35,6 +35,24 @@ class AppConfig:
     model_concurrency: int = 2
 
 
+# Four rows of three on a phone, three of four on a desktop, before the page's own controls.
+EXAMPLES_PER_PAGE = 12
+# Phone widths: a two-column gallery with captions under the pictures, and no sideways scrolling.
+PAGE_CSS = """
+#lookalike-results .grid-container { grid-template-columns: repeat(var(--grid-cols), minmax(0, 1fr)); }
+#lookalike-results .thumbnail-item { display: flex; flex-direction: column; aspect-ratio: auto; }
+#lookalike-results .thumbnail-item img { aspect-ratio: 1; min-height: 0; }
+#lookalike-results .caption-label {
+  position: static; max-width: 100%; white-space: normal; opacity: 1; border: none; border-radius: 0;
+  font-size: var(--text-sm); line-height: 1.3;
+}
+@media (max-width: 640px) {
+  #lookalike-results .grid-container { grid-template-columns: repeat(2, minmax(0, 1fr)) !important; }
+  .gradio-container { padding-left: 8px !important; padding-right: 8px !important; }
+}
+"""
+
+
 def example_images(examples_dir: Path) -> list[str]:
     """The path of each example query photo, category by category; none if the folder is missing."""
     try:
@@ -49,7 +67,7 @@ def build_demo(service: LookalikeService, config: AppConfig) -> gr.Blocks:
     default = config.preferred_backbone if config.preferred_backbone in names else (names[0] if names else None)
     examples = example_images(config.examples_dir)
     catalog = service.recommenders.get(default)
-    item_ids, categories = (list(catalog.ids), sorted(set(catalog.labels))) if catalog else ([], [])
+    categories = sorted(set(catalog.labels)) if catalog else []
     # One queue for every event that runs the model, so its limit bounds them all together.
     model_queue = {"concurrency_id": "model", "concurrency_limit": config.model_concurrency}
     handlers = Handlers(service)
@@ -65,27 +83,42 @@ def build_demo(service: LookalikeService, config: AppConfig) -> gr.Blocks:
         with gr.Tabs() as tabs:
             with gr.Tab("Recommend"):
                 with gr.Row():
-                    with gr.Column(scale=1):
+                    with gr.Column(scale=1, min_width=280):
                         query = image_input(sources=["upload", "clipboard", "webcam"], label="Your product")
+                        if examples:
+                            gr.Examples(
+                                # Thumbnails, not category names: a shopper picks a product by its look.
+                                # Right under the photo, so a phone reaches them before the controls.
+                                examples=[[path] for path in examples],
+                                inputs=[query],
+                                label="Or click an example photo (not in the catalog)",
+                                examples_per_page=EXAMPLES_PER_PAGE,
+                            )
+                        button = gr.Button("Find lookalikes", variant="primary")
                         k = gr.Slider(
                             1, config.max_k, value=config.default_k, step=1, label="How many recommendations (K)"
                         )
                         metric = gr.Radio([m.value for m in Metric], value=Metric.COSINE.value, label="Similarity")
                         backbone = gr.Dropdown(names, value=default, label="Backbone (embeddings)")
                         search = shopper_controls.SearchControls(
-                            k, metric, backbone, **shopper_controls.filter_controls(categories, item_ids)
+                            k, metric, backbone, **shopper_controls.filter_controls(categories)
                         )
-                        button = gr.Button("Find lookalikes", variant="primary")
                         region = shopper_controls.region_controls()
-                        product_set = shopper_controls.set_controls(item_ids)
-                    with gr.Column(scale=2):
+                        product_set = shopper_controls.set_controls()
+                    with gr.Column(scale=2, min_width=280):
                         summary = gr.Markdown()
                         # No preview on click: a click selects a product for "more / less like this".
                         gallery = gr.Gallery(
-                            label="Recommendations", columns=4, height="auto", object_fit="contain", allow_preview=False
+                            label="Recommendations",
+                            columns=4,
+                            height="auto",
+                            object_fit="contain",
+                            allow_preview=False,
+                            elem_id="lookalike-results",
                         )
                         feedback = shopper_controls.feedback_controls()
-                        results = gr.JSON(label="Results", open=False)
+                        with gr.Accordion("Results as JSON", open=False):
+                            results = gr.JSON(label="Results", open=True)
                 # The page's button runs `search` (filters, feedback); `recommend` stays for API clients,
                 # with its original four inputs: Gradio refuses calls that send fewer inputs than declared.
                 # Both end in the same service method.
@@ -97,14 +130,6 @@ def build_demo(service: LookalikeService, config: AppConfig) -> gr.Blocks:
                     api_name="recommend",
                     **model_queue,
                 )
-                if examples:
-                    gr.Examples(
-                        # Thumbnails, not category names: a shopper picks a product by its look.
-                        examples=[[path] for path in examples],
-                        inputs=[query],
-                        label="Example photos (not in the catalog): click one",
-                        examples_per_page=40,
-                    )
             with gr.Tab("Compare two images", id="compare"):
                 with gr.Row():
                     image_a = image_input(label="Image A")

@@ -279,11 +279,24 @@ class LookalikeService:
         return heading + report.summary, [(str(path), caption) for path, caption in report.figures]
 
 
+def product_name(item_id: str) -> str:
+    """A readable name from a product id: its file name without folder, extension or separators.
+
+    >>> product_name("fruit/apple-red.jpg"), product_name("12345")
+    ('Apple red', '12345')
+    """
+    stem = item_id.rsplit("/", 1)[-1]
+    stem = stem.rsplit(".", 1)[0] if "." in stem[1:] else stem
+    words = stem.replace("_", " ").replace("-", " ").split()
+    return " ".join(words)[:1].upper() + " ".join(words)[1:] if words else item_id
+
+
 def gallery_captions(results: list[Recommendation], metric: Metric) -> list[str]:
-    name = "similarity" if metric is Metric.COSINE else "distance"
+    """Name, category and a short score per product; Gradio also uses the caption as the image's alt text."""
+    score = "{:.2f}" if metric is Metric.COSINE else "distance {:.2f}"
     return [
-        f"{r.label} · {name} {r.score:.3f}"
-        + (f" · +{len(r.near_duplicates)} near-identical" if r.near_duplicates else "")
+        f"{product_name(r.id)} · {r.label} · {score.format(r.score)}"
+        + (f" · +{len(r.near_duplicates)} alike" if r.near_duplicates else "")
         for r in results
     ]
 

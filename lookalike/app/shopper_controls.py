@@ -49,14 +49,21 @@ class SearchControls:
         return [query, *self.options(), *own, *self.filters()]
 
 
-def filter_controls(categories: list[str], item_ids: list[str]) -> dict:
+def product_ids_input(label: str) -> gr.Dropdown:
+    """Catalog product ids, typed in or added from a clicked result.
+
+    It offers no list of products: the page and the API description would then grow with the catalog
+    (a million ids is a page of tens of megabytes).
+    """
+    return gr.Dropdown(choices=[], value=[], multiselect=True, allow_custom_value=True, label=label)
+
+
+def filter_controls(categories: list[str]) -> dict:
     """The filter controls, by `SearchRequest` field name."""
     with gr.Accordion("Filters", open=False):
         chosen = gr.CheckboxGroup(categories, label="Only these categories (none ticked: all)")
         exclude_own = gr.Checkbox(label="Not my product's category: show matching products of other kinds", value=False)
-        not_wanted = gr.Dropdown(
-            item_ids, value=[], multiselect=True, label='Not wanted ("less like this"; remove to allow again)'
-        )
+        not_wanted = product_ids_input('Not wanted ("less like this"; remove to allow again)')
         collapse = gr.Checkbox(label="Show near-identical products once", value=True)
     return {"categories": chosen, "exclude_own": exclude_own, "not_wanted": not_wanted, "collapse": collapse}
 
@@ -69,12 +76,12 @@ class SetControls:
     button: gr.Button
 
 
-def set_controls(item_ids: list[str]) -> SetControls:
+def set_controls() -> SetControls:
     with gr.Accordion(f"Several products you like (up to {MAX_SET_SIZE})", open=False) as accordion:
         # No file_types: Gradio would refuse files by extension, and a JS client's Blob has none.
         # Our decoder reads the bytes instead and names what is wrong with a file that is no image.
         uploads = gr.File(file_count="multiple", label="Upload photos")
-        picked = gr.Dropdown(item_ids, value=[], multiselect=True, label="and/or pick catalog products")
+        picked = product_ids_input("and/or catalog products: type an id, or add a clicked result")
         button = gr.Button("Find lookalikes of the set")
     return SetControls(accordion, uploads, picked, button)
 
@@ -178,8 +185,10 @@ def wire(
         )
 
     private = {"api_visibility": "private"}
-    search_event(page.find_button.click, handlers.search, search.inputs(page.query), api_name="search")
-    search_event(page.query.change, _search_on_change(handlers), search.inputs(page.query), **private)
+    # A phone shows the results below the controls: bring them into view when a photo's answer arrives.
+    scroll = {"scroll_to_output": True}
+    search_event(page.find_button.click, handlers.search, search.inputs(page.query), api_name="search", **scroll)
+    search_event(page.query.change, _search_on_change(handlers), search.inputs(page.query), **private, **scroll)
     set_inputs = search.inputs(product_set.uploads, product_set.picked)
     search_event(product_set.button.click, handlers.recommend_set, set_inputs, api_name="recommend_set")
     search_event(
