@@ -79,3 +79,35 @@ def test_top_k_still_returns_k_rows_when_the_probed_cells_hold_too_few(catalog):
     np.testing.assert_array_equal(found.indices, top_k(catalog, queries, 10, rows=RowFilter(allowed)).indices)
     with pytest.raises(ValueError, match="k must be"):
         ann.top_k(queries, 31, rows=RowFilter(allowed))
+
+
+@pytest.mark.parametrize("n_categories", [4, 40])
+def test_a_category_filter_inside_a_probing_index_answers_like_exact_filtered_search(n_categories):
+    """20,000 products, 128 cells of which 16 are scanned, categories spread over every cell (the
+    hard case): a one-category search returns only that category and what exact search finds.
+    4 categories (5,000 rows each) go through FAISS's selector with more cells probed; 40 (500 rows,
+    fewer than 16 cells hold) are scanned exactly over their own rows."""
+    catalog = clustered_unit_vectors(20_000, n_clusters=40, seed=5)
+    labels = np.random.default_rng(6).integers(n_categories, size=len(catalog))
+    ann = AnnIndex.build(catalog, AnnConfig(n_lists=128, n_probe=16, train_size=20_000))
+    assert ann.index.nprobe < ann.index.nlist and ann.rows_probed == 2500
+    queries = clustered_unit_vectors(50, n_clusters=40, seed=7)
+    hits = 0
+    for category in range(min(n_categories, 5)):
+        allowed = labels == category
+        rows = RowFilter(allowed, [[int(np.flatnonzero(allowed)[0])]] * len(queries))
+        found = ann.top_k(queries, 10, rows=rows)
+        truth = top_k(catalog, queries, 10, rows=rows)
+        assert allowed[found.indices].all() and not (found.indices == rows.exclude[0][0]).any()
+        hits += sum(len(set(a) & set(b)) for a, b in zip(found.indices, truth.indices, strict=True))
+    assert hits / (min(n_categories, 5) * len(queries) * 10) >= 0.95
+
+
+def test_the_exact_fallback_maps_exclusions_onto_the_allowed_rows(catalog):
+    ann = AnnIndex.build(catalog, AnnConfig(n_lists=64, n_probe=1))
+    allowed = np.arange(len(catalog)) % 50 == 0
+    best = int(top_k(catalog, catalog[:1], 1, rows=RowFilter(allowed)).indices[0, 0])
+    rows = RowFilter(allowed, [[best, 1]])  # row 1 is not allowed: excluding it changes nothing
+    found = ann.top_k(catalog[:1], 5, rows=rows)
+    np.testing.assert_array_equal(found.indices, top_k(catalog, catalog[:1], 5, rows=rows).indices)
+    assert best not in found.indices

@@ -55,3 +55,17 @@ def test_k_out_of_range_is_refused(k):
 def test_unknown_metric_is_refused():
     with pytest.raises(ValueError, match="manhattan"):
         top_k(np.eye(3, dtype=np.float32), np.eye(3, dtype=np.float32)[:1], 1, "manhattan")
+
+
+def test_many_queries_are_searched_in_bounded_blocks_with_the_same_answer(monkeypatch):
+    from lookalike.index import exact
+
+    rng = np.random.default_rng(0)
+    catalog = rng.standard_normal((300, 16)).astype(np.float32)
+    catalog /= np.linalg.norm(catalog, axis=1, keepdims=True)
+    rows = RowFilter(np.arange(300) % 4 != 0, [[q] for q in range(40)])
+    whole = top_k(catalog, catalog[:40], 5, rows=rows)
+    monkeypatch.setattr(exact, "BLOCK_SIMILARITIES", 300 * 7)  # blocks of 7 queries
+    blocked = top_k(catalog, catalog[:40], 5, rows=rows)
+    np.testing.assert_array_equal(blocked.indices, whole.indices)
+    np.testing.assert_array_equal(blocked.scores, whole.scores)

@@ -99,12 +99,29 @@ class AnnIndex:
 
         return len(faiss.serialize_index(self.index)) / max(1, len(self))
 
-    def search(self, queries: np.ndarray, k: int) -> SearchResults:
-        """The approximate `k` best rows per query, best first, scored by cosine similarity."""
+    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> SearchResults:
+        """The approximate `k` best rows per query, best first, scored by cosine similarity.
+
+        With `allowed` (a boolean mask over the rows), FAISS skips the other rows while it scans the
+        probed cells, so a filter costs nothing extra; slots it cannot fill come back as row -1.
+        """
+        import faiss
+
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         check_k(k, len(self))
         n_candidates = min(len(self), k * self.config.rerank_factor) if self.vectors is not None else k
-        scores, indices = self.index.search(queries, n_candidates)
+        if allowed is None:
+            scores, indices = self.index.search(queries, n_candidates)
+        else:
+            bitmap = np.packbits(np.asarray(allowed, dtype=bool), bitorder="little")  # alive until the search ends
+            selector = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bitmap))
+            # A filter keeping 1 row in m leaves 1/m of each cell: probe m times the cells (up to all of
+            # them) so a query meets as many allowed rows as an unfiltered one meets rows.
+            widening = -(-len(self) // max(1, int(np.count_nonzero(allowed))))
+            parameters = faiss.SearchParametersIVF(
+                sel=selector, nprobe=min(self.index.nlist, self.index.nprobe * widening)
+            )
+            scores, indices = self.index.search(queries, n_candidates, params=parameters)
         if self.vectors is not None:
             scores, indices = self._rerank(queries, indices)
         return SearchResults(indices=indices[:, :k].astype(np.int64), scores=scores[:, :k].astype(np.float32))
@@ -112,43 +129,63 @@ class AnnIndex:
     def top_k(self, queries: np.ndarray, k: int, metric: Metric | str = Metric.COSINE, rows=EVERY_ROW) -> SearchResults:
         """The `VectorSearch.top_k` contract answered from the index: never a row that `rows` keeps out.
 
-        Asks for more candidates until each query has `k` acceptable ones. A query that still lacks
-        them (a filter keeping few rows, or all probed cells used up) is answered by exact search over
-        the stored vectors, so `k` rows always come back, as from `search.top_k`.
+        The allowed mask filters inside FAISS; excluded rows are dropped afterwards, asking for more
+        candidates until each query has `k`. A query that still lacks them (the probed cells hold too
+        few allowed rows) is answered by exact search over the allowed rows' stored vectors alone, so
+        `k` rows always come back, as from `exact.top_k`.
         """
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
-        n_candidates = rows.n_searchable(len(self))
-        check_k(k, n_candidates)
+        check_k(k, rows.n_searchable(len(self)))
+        if rows.allowed is not None and np.count_nonzero(rows.allowed) <= self.rows_probed:
+            # Fewer allowed rows than the probed cells hold: scanning just them is cheaper, and exact.
+            found = self._exact(queries, k, rows)
+            return (
+                found
+                if Metric(metric) is Metric.COSINE
+                else SearchResults(found.indices, cosine_to_euclidean(found.scores))
+            )
         excluded = rows.excluded(len(queries))
         indices = np.zeros((len(queries), k), dtype=np.int64)
         scores = np.zeros((len(queries), k), dtype=np.float32)
         pending = np.arange(len(queries))
-        # Enough candidates that k survive if the unwanted rows are spread evenly; doubled when not.
-        depth = min(len(self), -(-(k + max(map(len, excluded), default=0)) * len(self) // max(1, n_candidates)))
+        depth = min(len(self), k + max(map(len, excluded), default=0))
         while len(pending):
-            found = self.search(queries[pending], depth)
+            found = self.search(queries[pending], depth, rows.allowed)
             still_pending = []
             for query, found_rows, row_scores in zip(pending, found.indices, found.scores, strict=True):
                 usable = [i for i, row in enumerate(found_rows) if row >= 0 and row not in excluded[query]]
-                if rows.allowed is not None:
-                    usable = [i for i in usable if rows.allowed[found_rows[i]]]
                 if len(usable) >= k:
                     indices[query], scores[query] = found_rows[usable[:k]], row_scores[usable[:k]]
                 elif (found_rows >= 0).all() and depth < len(self):
-                    still_pending.append(query)
+                    still_pending.append(query)  # exclusions took the places: look deeper
                 else:
-                    indices[query], scores[query] = self._exact(queries[query], k, rows.for_query(query))
+                    exact = self._exact(queries[query], k, rows.for_query(query))
+                    indices[query], scores[query] = exact.indices[0], exact.scores[0]
             pending = np.asarray(still_pending, dtype=np.int64)
             depth = min(len(self), 2 * depth)
         scores = scores if Metric(metric) is Metric.COSINE else cosine_to_euclidean(scores)
         return SearchResults(indices=indices, scores=scores)
 
-    def _exact(self, query: np.ndarray, k: int, rows: RowFilter) -> tuple[np.ndarray, np.ndarray]:
-        """One query's exact top-k (cosine) over the stored vectors."""
+    @property
+    def rows_probed(self) -> int:
+        """About how many rows one query's probed cells hold."""
+        return len(self) * self.index.nprobe // max(1, self.index.nlist)
+
+    def _exact(self, queries: np.ndarray, k: int, rows: RowFilter) -> SearchResults:
+        """Exact top-k (cosine) reading only the allowed rows of the stored vectors."""
         if self.vectors is None:
-            raise ValueError("Exact fallback needs the catalog vectors: load the index with `vectors=`.")
-        exact = top_k(self.vectors, query, k, rows=rows)
-        return exact.indices[0], exact.scores[0]
+            raise ValueError("Exact search needs the catalog vectors: load the index with `vectors=`.")
+        candidates = np.arange(len(self)) if rows.allowed is None else np.flatnonzero(rows.allowed)
+        local_exclude = None
+        if rows.exclude is not None:  # each query's excluded rows, as positions among the candidates
+            local_exclude = []
+            for excluded in rows.exclude:
+                excluded = np.asarray(excluded, dtype=np.int64)
+                positions = np.minimum(candidates.searchsorted(excluded), len(candidates) - 1)
+                local_exclude.append(positions[candidates[positions] == excluded].tolist())
+        vectors = np.asarray(self.vectors[candidates], dtype=np.float32)
+        exact = top_k(vectors, queries, k, rows=RowFilter(exclude=local_exclude))
+        return SearchResults(candidates[exact.indices], exact.scores)
 
     def _rerank(self, queries: np.ndarray, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Exact cosine for the candidates (8-bit codes blur near-ties), best first; -1 slots sink."""

@@ -41,12 +41,18 @@ class RowFilter:
     def excluded(self, n_queries: int) -> list[set[int]]:
         return [set(rows) for rows in self.exclude] if self.exclude is not None else [set()] * n_queries
 
+    def for_block(self, start: int, stop: int) -> RowFilter:
+        """The filter of queries start..stop-1, for a search that takes them a block at a time."""
+        return RowFilter(self.allowed, self.exclude[start:stop] if self.exclude is not None else None)
+
     def for_query(self, position: int) -> RowFilter:
         """The filter of query number `position` alone."""
         return RowFilter(self.allowed, [self.exclude[position]] if self.exclude is not None else None)
 
 
 EVERY_ROW = RowFilter()
+# Query x catalog similarities scored at once (float32): 64 Mi of them is 256 MB.
+BLOCK_SIMILARITIES = 64 * 2**20
 
 
 def top_k(
@@ -62,6 +68,13 @@ def top_k(
     if catalog.ndim != 2 or queries.shape[1] != catalog.shape[1]:
         raise ValueError(f"dimension mismatch: catalog {catalog.shape}, queries {queries.shape}")
     check_k(k, rows.n_searchable(len(catalog)))
+    block = max(1, BLOCK_SIMILARITIES // max(1, len(catalog)))
+    if len(queries) > block:  # bounded memory: 10k queries x 60k products would need 2.4 GB at once
+        parts = [
+            top_k(catalog, queries[i : i + block], k, metric, rows.for_block(i, i + block))
+            for i in range(0, len(queries), block)
+        ]
+        return SearchResults(np.concatenate([p.indices for p in parts]), np.concatenate([p.scores for p in parts]))
     similarities = queries @ catalog.T
     if rows.allowed is not None:
         similarities[:, ~rows.allowed] = -np.inf
