@@ -60,7 +60,7 @@ def catalog_photos(small_catalog_dir, category, n):
 
 def test_a_set_of_liked_products_never_gets_itself_back(recommender, small_catalog_dir):
     uploads = catalog_photos(small_catalog_dir, "flower", 2)
-    picked = [recommender.ids[recommender.labels.index("flower") + 3]]
+    picked = [recommender.ids[list(recommender.labels).index("flower") + 3]]
     found = recommender.search(RecommendationRequest(k=21), images=uploads, item_ids=picked)
     inputs = {f"flower/{path.name}" for path in uploads} | set(picked)
     assert len(found.items) == 21 and not inputs & {r.id for r in found.items}
@@ -102,3 +102,17 @@ def test_less_like_this_hides_the_products_and_moves_away_from_them(recommender,
 
     # On 24 products the next 6 may be the same ones; test_feedback measures the move on 273.
     assert closeness(after[:6]) <= closeness(hidden_only) + 1e-6
+
+
+def test_an_upload_is_one_search_and_its_own_product_is_left_out(recommender, small_catalog_dir, monkeypatch):
+    """The "is this a catalog photo" check is folded into the search: one top_k per request, not two."""
+    calls = []
+    search = recommender.index.top_k
+    monkeypatch.setattr(recommender.index, "top_k", lambda *args, **kwargs: calls.append(1) or search(*args, **kwargs))
+    photo = catalog_photos(small_catalog_dir, "money", 1)[0]
+    found = recommender.search(RecommendationRequest(k=5, collapse_duplicates=False), [photo]).items
+    assert len(calls) == 1 and len(found) == 5
+    assert f"money/{photo.name}" not in {r.id for r in found}
+    calls.clear()
+    recommender.search(RecommendationRequest(k=5, filter=CategoryFilter(exclude_query_category=True)), [photo])
+    assert len(calls) == 2  # "not my category" must first find the upload's category

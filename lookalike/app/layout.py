@@ -67,7 +67,7 @@ def build_demo(service: LookalikeService, config: AppConfig) -> gr.Blocks:
     default = config.preferred_backbone if config.preferred_backbone in names else (names[0] if names else None)
     examples = example_images(config.examples_dir)
     catalog = service.recommenders.get(default)
-    categories = sorted(set(catalog.labels)) if catalog else []
+    categories = sorted(catalog.categories.names) if catalog else []
     # One queue for every event that runs the model, so its limit bounds them all together.
     model_queue = {"concurrency_id": "model", "concurrency_limit": config.model_concurrency}
     handlers = Handlers(service)

@@ -9,6 +9,24 @@ import numpy as np
 
 
 @dataclass(frozen=True)
+class CategoryColumn:
+    """A catalog's category per row as small integer codes, made once at load: a filter is then one gather."""
+
+    names: tuple[str, ...]
+    codes: np.ndarray  # one int32 per row, an index into `names`
+
+    @classmethod
+    def of(cls, labels: Iterable[str]) -> CategoryColumn:
+        position: dict[str, int] = {}
+        codes = np.fromiter((position.setdefault(label, len(position)) for label in labels), dtype=np.int32)
+        return cls(tuple(position), codes)
+
+    def labels(self) -> np.ndarray:
+        """The category of every row, as an array of the few category strings."""
+        return np.asarray(self.names, dtype=object)[self.codes]
+
+
+@dataclass(frozen=True)
 class CategoryFilter:
     """Restrict recommendations by category. The default lets every product through.
 
@@ -32,16 +50,16 @@ class CategoryFilter:
         if unknown:
             raise ValueError(f"Unknown categories {', '.join(unknown)}; this catalog has {', '.join(sorted(known))}.")
 
-    def allowed(self, labels: Sequence[str], query_categories: Iterable[str] = ()) -> np.ndarray:
+    def allowed(self, labels: CategoryColumn | Sequence[str], query_categories: Iterable[str] = ()) -> np.ndarray:
         """A boolean mask over catalog rows: True where a product may be recommended.
 
         >>> CategoryFilter(only=("fruit", "tool"), exclude_query_category=True).allowed(
         ...     ["fruit", "tool", "bird"], query_categories=["fruit"]).tolist()
         [False, True, False]
         """
-        labels = np.asarray(labels, dtype=object)
-        mask = np.isin(labels, list(self.only)) if self.only else np.ones(len(labels), dtype=bool)
+        column = labels if isinstance(labels, CategoryColumn) else CategoryColumn.of(labels)
         excluded = set(self.exclude) | (set(query_categories) if self.exclude_query_category else set())
-        if excluded:
-            mask &= ~np.isin(labels, list(excluded))
-        return mask
+        kept = np.array(
+            [(not self.only or name in self.only) and name not in excluded for name in column.names], dtype=bool
+        )
+        return kept[column.codes] if len(column.names) else np.ones(len(column.codes), dtype=bool)

@@ -17,14 +17,11 @@ from lookalike.index.exact import Metric, RowFilter
 from lookalike.index.store import EmbeddingIndex, load_index
 from lookalike.recommend.duplicates import DUPLICATE_SIMILARITY, collapse_near_duplicates
 from lookalike.recommend.feedback import MAX_SET_SIZE, combine_set, rocchio
-from lookalike.recommend.filters import CategoryFilter
+from lookalike.recommend.filters import CategoryColumn, CategoryFilter
 
 # An upload this close to a catalog item is that item's own photo (re-encoded, resized):
 # it is the query, not a recommendation. Two different crops of one photo score 0.93-0.99.
 SAME_PHOTO_SIMILARITY = 0.995
-# The nearest products checked against that threshold: a full scan per upload would cost as much as
-# exact search, which the approximate index is there to avoid on large catalogs.
-SAME_PHOTO_CANDIDATES = 32
 
 
 @dataclass(frozen=True)
@@ -66,7 +63,8 @@ class RecommendationRequest:
 
 @dataclass(frozen=True)
 class Recommendations:
-    """The recommended products, best first, and the categories the query was taken to belong to."""
+    """The recommended products, best first, and the categories the query was taken to belong to
+    (those of its catalog products; an upload's too when a filter needed it: its closest product's)."""
 
     items: list[Recommendation]
     query_categories: tuple[str, ...]
@@ -82,8 +80,11 @@ class Recommender:
         self.index = index
         self.backbone = backbone
         self.inference = inference  # None: the backbone's PyTorch forward pass
-        # Read once: each access to a dataset column decodes it again.
-        self.ids, self.labels = index.ids, index.labels
+        # Read once at load: a dataset column decodes its rows again at each access, and a request's
+        # work must not grow with the catalog in Python (categories are codes, a filter one gather).
+        self.ids = list(index.ids)
+        self.categories = CategoryColumn.of(index.labels)
+        self.labels = self.categories.labels()
         self._row_of_id = {item_id: row for row, item_id in enumerate(self.ids)}
 
     @classmethod
@@ -127,27 +128,27 @@ class Recommender:
             raise ValueError("Give at least one picture or catalog product to search from.")
         if len(images) + len(item_ids) > MAX_SET_SIZE:
             raise ValueError(f"At most {MAX_SET_SIZE} products at once, got {len(images) + len(item_ids)}.")
-        request.filter.check_known(self.labels)
+        request.filter.check_known(self.categories.names)
         labels = self.labels
         own_rows = [self.row_of(item_id) for item_id in item_ids]
         query_categories = [labels[row] for row in own_rows]
         vectors = [self.index.embeddings[own_rows]]
-        if images:
-            embedded = self.embed(images)
-            nearest = self.index.top_k(embedded, min(len(self.index), SAME_PHOTO_CANDIDATES))
-            own_rows += np.unique(nearest.indices[nearest.scores >= SAME_PHOTO_SIMILARITY]).tolist()
-            # An upload's category is that of its closest catalog product.
-            query_categories += [labels[row] for row in nearest.indices[:, 0]]
-            vectors.append(embedded)
+        uploads = self.embed(images) if images else None
+        if uploads is not None:
+            vectors.append(uploads)
+            if request.filter.exclude_query_category:
+                # The filter needs an upload's category first: that of its closest catalog product.
+                nearest = self.index.top_k(uploads, 1)
+                query_categories += [labels[row] for row in nearest.indices[:, 0]]
         query = combine_set(np.concatenate(vectors))
         less_like = [self.row_of(item_id) for item_id in request.less_like_ids]
         more_like = [self.row_of(item_id) for item_id in request.more_like_ids]
         if less_like or more_like:
             query = rocchio(query, self.index.embeddings[more_like], self.index.embeddings[less_like])
-        allowed = request.filter.allowed(labels, query_categories)
+        allowed = request.filter.allowed(self.categories, query_categories)
         allowed[own_rows + less_like] = False
         categories = tuple(dict.fromkeys(query_categories))
-        return Recommendations(self._nearest(query, request, allowed), categories)
+        return Recommendations(self._nearest(query, request, allowed, uploads), categories)
 
     def row_of(self, item_id: str) -> int:
         if item_id not in self._row_of_id:
@@ -159,17 +160,33 @@ class Recommender:
         a, b = self.embed([image_a, image_b])
         return float(a @ b)
 
-    def _nearest(self, query: np.ndarray, request: RecommendationRequest, allowed: np.ndarray) -> list[Recommendation]:
+    def _nearest(
+        self, query: np.ndarray, request: RecommendationRequest, allowed: np.ndarray, uploads: np.ndarray | None
+    ) -> list[Recommendation]:
+        """The top products for `query` among the allowed rows, never an uploaded picture's own product.
+
+        The own-product check is part of this one search: a candidate as close to an upload as its own
+        re-encoded photo is dropped, and the search goes deeper, like for collapsed near-duplicates.
+        """
         n_allowed = int(allowed.sum())
         k = min(request.k, n_allowed)
         if k == 0:
             return []
         embeddings = self.index.embeddings
-        # Collapsing near-duplicates can leave fewer than k: search deeper until k survive.
-        depth = k
+        # Each upload's own product may take a place; collapsing near-duplicates can leave fewer than k:
+        # search deeper until k survive.
+        depth = min(n_allowed, k + (len(uploads) if uploads is not None else 0))
         while True:
             results = self.index.top_k(query[None, :], depth, request.metric, RowFilter(allowed))
             rows = results.indices[0].tolist()
+            score_of_row = dict(zip(rows, results.scores[0].tolist(), strict=True))
+            if uploads is not None:
+                closest_upload = (np.asarray(embeddings[rows], dtype=np.float32) @ uploads.T).max(axis=1)
+                rows = [
+                    row
+                    for row, similarity in zip(rows, closest_upload, strict=True)
+                    if similarity < SAME_PHOTO_SIMILARITY
+                ]
             if request.collapse_duplicates:
                 groups = collapse_near_duplicates(embeddings, rows, request.duplicate_similarity)
             else:
@@ -177,7 +194,6 @@ class Recommender:
             if len(groups) >= k or depth == n_allowed:
                 break
             depth = min(n_allowed, depth * 2)
-        score_of_row = dict(zip(rows, results.scores[0].tolist(), strict=True))
         ids = self.ids
         kept = groups[:k]
         records = self.index.dataset.select([row for row, _ in kept])
