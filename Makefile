@@ -6,7 +6,6 @@ PIP = $(PYTHON) -m pip install --quiet --disable-pip-version-check
 
 install:
 	$(PIP) -r requirements.txt
-	$(PIP) --no-deps -r requirements-nodeps.txt
 
 install-dev: install
 	$(PIP) -r requirements-dev.txt
