@@ -1,9 +1,11 @@
-"""Embed a catalog of product images and write the embeddings dataset the app serves.
+"""Embed a catalog of product images and write the build folder the app serves.
 
     python build_index.py [SOURCE] --model efficientnet-lite0 --output embeddings/efficientnet-lite0
 
 SOURCE is an image folder (one sub-folder per category), a Hub dataset id, or omitted for the
-bundled catalog.
+bundled catalog. The output folder is a Hub dataset repository as it will be pushed: README.md
+(the dataset card), data/*.parquet (id, label, split, thumbnail, embedding, content hash),
+lookalike.json and, for large catalogs, ann.faiss. `--push-to-hub USER/name` uploads it.
 """
 
 from __future__ import annotations
@@ -71,7 +73,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--ray-concurrency", type=int, default=RayConfig.concurrency, help="Ray actors, one model each")
     parser.add_argument("--ray-cpus-per-actor", type=int, default=RayConfig.cpus_per_actor)
-    parser.add_argument("--push-to-hub", metavar="REPO_ID", help="also publish the embeddings as a Hub dataset")
+    parser.add_argument(
+        "--license",
+        default=BuildConfig.licence,
+        help="licence of the catalog photos, as a Hub licence id (e.g. cc-by-4.0), for the dataset card",
+    )
+    parser.add_argument(
+        "--push-to-hub",
+        metavar="REPO_ID",
+        help="then upload the output folder as the Hub dataset REPO_ID "
+        "(the same as: hf upload REPO_ID DIR --repo-type dataset)",
+    )
     return parser.parse_args(argv)
 
 
@@ -94,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         incremental=not args.from_scratch,
         engine=args.engine,
         ray=RayConfig(concurrency=args.ray_concurrency, cpus_per_actor=args.ray_cpus_per_actor),
+        licence=args.license,
     )
     try:
         report = build_index(config)
