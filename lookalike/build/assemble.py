@@ -21,9 +21,9 @@ ROW_COLUMNS = ("id", "image", "embedding", HASH_COLUMN)
 
 @dataclass(frozen=True)
 class RowSource:
-    """Where one output row comes from: row `row` of the previous build, or of checkpoint `chunk`."""
+    """Where one freshly embedded row is: row `row` of checkpoint `chunk`."""
 
-    chunk: int | None  # None: the previous build
+    chunk: int
     row: int
 
 
@@ -49,47 +49,64 @@ def chunk_outcomes(chunk_files: Sequence[Path], todo_keys: Sequence[Key], chunk_
     return ChunkOutcome(sources, skipped)
 
 
-def plan_rows(
-    keys: Sequence[Key], previous: PreviousBuild | None, outcome: ChunkOutcome
-) -> tuple[list[int], list[RowSource]]:
+@dataclass(frozen=True)
+class RowPlan:
+    """Which catalog positions get a row, and where each row comes from (arrays: 24 bytes a row)."""
+
+    positions: np.ndarray  # catalog position of each output row
+    chunks: np.ndarray  # its checkpoint number, or PREVIOUS for a row of the previous build
+    rows: np.ndarray  # its row in that checkpoint or build
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    @property
+    def n_reused(self) -> int:
+        return int(np.count_nonzero(self.chunks == PREVIOUS))
+
+
+PREVIOUS = -1
+
+
+def plan_rows(keys: Sequence[Key], previous: PreviousBuild | None, outcome: ChunkOutcome) -> RowPlan:
     """Catalog positions that get a row, and each one's source; freshly embedded rows win over reused."""
-    reused = {key: RowSource(None, row) for key, row in previous.row_of_key.items()} if previous else {}
-    positions, sources = [], []
+    reused = previous.row_of_key if previous else {}
+    planned = []
     for position, key in enumerate(keys):
-        source = outcome.sources.get(key) or reused.get(key)
+        source = outcome.sources.get(key)
         if source is not None:
-            positions.append(position)
-            sources.append(source)
-    return positions, sources
+            planned.append((position, source.chunk, source.row))
+        elif key in reused:
+            planned.append((position, PREVIOUS, reused[key]))
+    columns = np.asarray(planned, dtype=np.int64).reshape(-1, 3)
+    return RowPlan(positions=columns[:, 0], chunks=columns[:, 1], rows=columns[:, 2])
 
 
 def row_blocks(
-    sources: Sequence[RowSource],
+    plan: RowPlan,
     labels: Sequence[str],
     splits: Sequence[str],
     previous: PreviousBuild | None,
     chunk_files: Sequence[Path],
     block_rows: int = BLOCK_ROWS,
 ) -> Iterator[pa.Table]:
-    """Tables of `block_rows` rows (id, image, embedding, content_hash, label, split) in `sources` order.
+    """Tables of `block_rows` rows (id, image, embedding, content_hash, label, split) in plan order.
 
-    `labels` and `splits` are per output row (the current catalog's, not the previous build's).
+    `labels` and `splits` are the current catalog's, by catalog position.
     """
     chunks = _ChunkReader(chunk_files)
-    for start in range(0, len(sources), block_rows):
-        block = sources[start : start + block_rows]
+    for start in range(0, len(plan), block_rows):
+        end = start + block_rows
         parts, order = [], []
-        previous_rows = [(i, s.row) for i, s in enumerate(block) if s.chunk is None]
-        if previous_rows:
-            parts.append(_previous_rows(previous, [row for _, row in previous_rows]))
-            order.extend(i for i, _ in previous_rows)
-        for chunk in sorted({s.chunk for s in block if s.chunk is not None}):
-            rows = [(i, s.row) for i, s in enumerate(block) if s.chunk == chunk]
-            parts.append(chunks.rows(chunk, [row for _, row in rows]))
-            order.extend(i for i, _ in rows)
-        table = pa.concat_tables(parts).take(np.argsort(order, kind="stable"))
-        table = table.append_column("label", pa.array(labels[start : start + len(block)], type=pa.string()))
-        yield table.append_column("split", pa.array(splits[start : start + len(block)], type=pa.string()))
+        for chunk in np.unique(plan.chunks[start:end]):
+            members = np.flatnonzero(plan.chunks[start:end] == chunk)
+            wanted = plan.rows[start:end][members].tolist()
+            parts.append(_previous_rows(previous, wanted) if chunk == PREVIOUS else chunks.rows(int(chunk), wanted))
+            order.append(members)
+        table = pa.concat_tables(parts).take(np.argsort(np.concatenate(order), kind="stable"))
+        positions = plan.positions[start:end].tolist()
+        table = table.append_column("label", pa.array([labels[p] for p in positions], type=pa.string()))
+        yield table.append_column("split", pa.array([splits[p] for p in positions], type=pa.string()))
 
 
 def _previous_rows(previous: PreviousBuild, rows: list[int]) -> pa.Table:

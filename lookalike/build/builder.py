@@ -134,30 +134,27 @@ def build_index(config: BuildConfig, show_progress: bool = True) -> BuildReport:
     chunk_files, n_resumed = _embed_with_checkpoints(config, backbone, inference, todo, work_dir, show_progress)
     outcome = chunk_outcomes(chunk_files, todo_keys, config.chunk_size)
     skipped = [SkippedImage(id=item_id, reason=error) for item_id, error in outcome.skipped]
-    positions, sources = plan_rows(keys, previous, outcome)
-    use_ann = wants_ann(config.ann, len(positions))
+    plan = plan_rows(keys, previous, outcome)
+    use_ann = wants_ann(config.ann, len(plan))
     metadata = dataclasses.replace(
         metadata,
-        n_items=len(positions),
+        n_items=len(plan),
         skipped=[{"id": s.id, "reason": s.reason} for s in skipped],
         search=ANN_SEARCH if use_ann else EXACT_SEARCH,
-        ann=dataclasses.asdict(AnnConfig(n_lists=lists_for(len(positions)))) if use_ann else None,
+        ann=dataclasses.asdict(AnnConfig(n_lists=lists_for(len(plan)))) if use_ann else None,
     )
     # Row by row into shards and the serving matrix: memory holds one block, whatever the catalog size.
-    writer = IndexWriter(config.output, len(positions), backbone.embedding_dim, config.rows_per_shard)
-    labels = [catalog.labels[p] for p in positions]
-    row_splits = [splits[p] for p in positions]
-    for block in row_blocks(sources, labels, row_splits, previous, chunk_files, config.block_rows):
+    writer = IndexWriter(config.output, len(plan), backbone.embedding_dim, config.rows_per_shard)
+    for block in row_blocks(plan, catalog.labels, splits, previous, chunk_files, config.block_rows):
         writer.write(block)
     writer.finish(metadata, config.licence)
     shutil.rmtree(work_dir)
-    n_reused = sum(source.chunk is None for source in sources)
     return BuildReport(
         output=Path(config.output),
-        n_indexed=len(positions),
+        n_indexed=len(plan),
         n_resumed=n_resumed,
         skipped=skipped,
-        n_reused=n_reused,
+        n_reused=plan.n_reused,
         n_embedded=len(todo) - n_resumed,
         search=metadata.search,
     )
