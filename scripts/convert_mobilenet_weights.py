@@ -14,12 +14,15 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
-from PIL import Image
-from transformers import BitImageProcessorPil, MobileNetV2Config, MobileNetV2ForImageClassification
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))  # run as a script from anywhere, like build_index.py
 
-from lookalike.backbones.offline_weights import MOBILENET_V2_CONFIG, mobilenet_v2_pth_path
-from lookalike.backbones.preprocessing import IMAGENET_MEAN, IMAGENET_STD
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+from transformers import BitImageProcessorPil, MobileNetV2Config, MobileNetV2ForImageClassification  # noqa: E402
+
+from lookalike.backbones.offline_weights import MOBILENET_V2_CONFIG, mobilenet_v2_pth_path  # noqa: E402
+from lookalike.backbones.preprocessing import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 
 
 def convert(output: Path) -> None:

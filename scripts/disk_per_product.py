@@ -13,11 +13,14 @@ import json
 import sys
 from pathlib import Path
 
-from huggingface_hub.utils import filter_repo_objects
-from huggingface_hub.utils._paths import DEFAULT_IGNORE_PATTERNS
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))  # run as a script from anywhere, like build_index.py
 
-from lookalike.index.serving_cache import CACHE_DIR
-from lookalike.index.store import METADATA_FILE, is_legacy_layout, load_index
+from huggingface_hub.utils import filter_repo_objects  # noqa: E402
+from huggingface_hub.utils._paths import DEFAULT_IGNORE_PATTERNS  # noqa: E402
+
+from lookalike.index.serving_cache import CACHE_DIR  # noqa: E402
+from lookalike.index.store import METADATA_FILE, is_legacy_layout, load_index  # noqa: E402
 
 
 def sizes(folder: Path) -> dict[str, int]:

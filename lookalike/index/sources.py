@@ -77,7 +77,8 @@ def _add_hub_build(sources: EmbeddingSources, repo_id: str, download: Download) 
             f"{repo_id}: could not fetch this Hub dataset, and it is not in the local Hugging Face cache "
             f"({type(error).__name__}). Start the app once with network access (and HF_TOKEN for a private "
             f"dataset), or download it where the Hub is reachable with `hf download {repo_id} --repo-type "
-            "dataset` and copy the cache, or point LOOKALIKE_EMBEDDINGS at a local build folder."
+            "dataset` and copy the cache, or point LOOKALIKE_EMBEDDINGS at a local build folder "
+            f"(there is no folder {repo_id} here)."
         )
         return
     if not (folder / METADATA_FILE).is_file():
