@@ -13,21 +13,22 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from lookalike.backbones.inference import Inference, InferenceConfig, InferenceKind, load_inference
 from lookalike.backbones.registry import DEFAULT_BACKBONE, Backbone, load_backbone
-from lookalike.build.assemble import BLOCK_ROWS, chunk_outcomes, plan_rows, row_blocks
+from lookalike.build.assemble import BLOCK_ROWS, PREVIOUS, RowPlan, chunk_outcomes, plan_rows, row_blocks
 from lookalike.build.chunk import embed_chunk
-from lookalike.build.incremental import HASH_COLUMN, content_hashes, reusable_rows
+from lookalike.build.incremental import HASH_COLUMN, PreviousBuild, content_hashes, reusable_rows
 from lookalike.build.pipeline import PipelineConfig
 from lookalike.build.ray_engine import RayConfig
 from lookalike.catalog import CatalogItem, CatalogSource, load_catalog, stratified_split
-from lookalike.index.ann import ANN_SEARCH, EXACT_SEARCH, AnnConfig, AnnMode, lists_for, wants_ann
+from lookalike.index.ann import ANN_FILE, ANN_SEARCH, EXACT_SEARCH, AnnConfig, AnnMode, lists_for, wants_ann
 from lookalike.index.store import IndexMetadata
-from lookalike.index.writer import ROWS_PER_SHARD, IndexWriter
+from lookalike.index.writer import ANN_RETRAIN_GROWTH, ROWS_PER_SHARD, AnnReuse, IndexWriter
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +95,7 @@ class BuildReport:
     n_reused: int = 0  # taken unchanged from the index that was at `output`
     n_embedded: int = 0  # embedded by this run
     search: str = EXACT_SEARCH
+    ann_update: str | None = None  # how the approximate index was made: trained, extended or refilled
 
 
 def build_index(config: BuildConfig, show_progress: bool = True) -> BuildReport:
@@ -135,19 +137,20 @@ def build_index(config: BuildConfig, show_progress: bool = True) -> BuildReport:
     outcome = chunk_outcomes(chunk_files, todo_keys, config.chunk_size)
     skipped = [SkippedImage(id=item_id, reason=error) for item_id, error in outcome.skipped]
     plan = plan_rows(keys, previous, outcome)
-    use_ann = wants_ann(config.ann, len(plan))
+    ann = _approximate_index_plan(config, plan, previous)
     metadata = dataclasses.replace(
         metadata,
         n_items=len(plan),
         skipped=[{"id": s.id, "reason": s.reason} for s in skipped],
-        search=ANN_SEARCH if use_ann else EXACT_SEARCH,
-        ann=dataclasses.asdict(AnnConfig(n_lists=lists_for(len(plan)))) if use_ann else None,
+        search=ANN_SEARCH if ann.config else EXACT_SEARCH,
+        ann=ann.config,
+        ann_trained_on=ann.trained_on,
     )
     # Row by row into shards and the serving matrix: memory holds one block, whatever the catalog size.
     writer = IndexWriter(config.output, len(plan), backbone.embedding_dim, config.rows_per_shard)
     for block in row_blocks(plan, catalog.labels, splits, previous, chunk_files, config.block_rows):
         writer.write(block)
-    writer.finish(metadata, config.licence)
+    writer.finish(metadata, config.licence, ann.reuse)
     shutil.rmtree(work_dir)
     return BuildReport(
         output=Path(config.output),
@@ -157,7 +160,35 @@ def build_index(config: BuildConfig, show_progress: bool = True) -> BuildReport:
         n_reused=plan.n_reused,
         n_embedded=len(todo) - n_resumed,
         search=metadata.search,
+        ann_update=ann.update,
     )
+
+
+@dataclass(frozen=True)
+class _AnnPlan:
+    config: dict[str, int] | None  # the AnnConfig to write, None: exact search only
+    trained_on: int | None
+    reuse: AnnReuse | None
+    update: str | None  # "trained", "extended" (new rows added) or "refilled" (all rows added again)
+
+
+def _approximate_index_plan(config: BuildConfig, plan: RowPlan, previous: PreviousBuild | None) -> _AnnPlan:
+    """Train a new approximate index, or keep the previous build's cells while the catalog has not
+    outgrown ANN_RETRAIN_GROWTH times the size they were trained on (training is the slow part)."""
+    if not wants_ann(config.ann, len(plan)):
+        return _AnnPlan(None, None, None, None)
+    before = previous.index if previous else None
+    trained_on = before.metadata.ann_trained_on if before and before.ann is not None else None
+    if trained_on is None or len(plan) > ANN_RETRAIN_GROWTH * trained_on:
+        return _AnnPlan(dataclasses.asdict(AnnConfig(n_lists=lists_for(len(plan)))), len(plan), None, "trained")
+    n_before = len(before)
+    appended = bool(
+        len(plan) >= n_before
+        and np.all(plan.chunks[:n_before] == PREVIOUS)
+        and np.array_equal(plan.rows[:n_before], np.arange(n_before))
+    )
+    reuse = AnnReuse(before.path / ANN_FILE, n_before, appended)
+    return _AnnPlan(before.metadata.ann, trained_on, reuse, "extended" if appended else "refilled")
 
 
 def _embed_with_checkpoints(

@@ -52,6 +52,7 @@ class IndexMetadata:
     inference: str | None = None  # what ran the model (onnx, torch, ...); None: built before it was recorded
     search: str = EXACT_SEARCH  # how queries search these embeddings: "exact", or "ivf-sq8" with ANN_FILE
     ann: dict[str, int] | None = None  # the AnnConfig of ANN_FILE, when there is one
+    ann_trained_on: int | None = None  # catalog size when ANN_FILE's cells were trained (kept while it grows)
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     def to_json(self) -> str:

@@ -10,13 +10,14 @@ import hashlib
 import os
 import shutil
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lookalike.index.ann import ANN_FILE, AnnIndex
+from lookalike.index.ann import ANN_FILE, AnnConfig, AnnIndex
 from lookalike.index.card import CARD_FILE, dataset_card
 from lookalike.index.serving_cache import (
     CACHE_DIR,
@@ -27,6 +28,9 @@ from lookalike.index.serving_cache import (
 )
 
 METADATA_FILE = "lookalike.json"
+# An approximate index keeps the cells it was trained with until the catalog outgrows this factor
+# of the rows it was trained on (each cell would then hold too many rows); then it is trained again.
+ANN_RETRAIN_GROWTH = 2.0
 # ~13 kB per product (thumbnail + 1280 floats): ~130 MB shards, within the Hub's advice for parquet.
 ROWS_PER_SHARD = 10_000
 
@@ -46,6 +50,31 @@ def build_features(embedding_dim: int):
             "content_hash": datasets.Value("string"),
         }
     )
+
+
+@dataclass(frozen=True)
+class AnnReuse:
+    """A previous build's approximate index, kept trained instead of training a new one."""
+
+    path: Path  # its ann.faiss
+    n_rows: int  # the rows it holds
+    appended: bool  # the new build starts with exactly those rows, in order: only the rest are added
+
+
+def approximate_index(embeddings: np.ndarray, config: AnnConfig, reuse: AnnReuse | None = None) -> AnnIndex:
+    """Train a new IVF index on `embeddings`, or take a trained one and add to it (see AnnReuse)."""
+    if reuse is None:
+        return AnnIndex.build(embeddings, config)
+    import faiss
+
+    index = faiss.read_index(str(reuse.path))  # into memory, not memory-mapped: it is written to
+    start = reuse.n_rows if reuse.appended else 0
+    if not reuse.appended:
+        index.reset()  # rows were removed or moved: empty the cells, keep what was learnt
+    ann = AnnIndex(index, config)
+    ann.add_chunks(embeddings[row : row + 100_000] for row in range(start, len(embeddings), 100_000))
+    ann.vectors = embeddings
+    return ann
 
 
 class IndexWriter:
@@ -109,7 +138,7 @@ class IndexWriter:
             self._shard.close()
             self._shard = None
 
-    def finish(self, metadata, licence: str = "other") -> Path:
+    def finish(self, metadata, licence: str = "other", ann_reuse: AnnReuse | None = None) -> Path:
         """Name the shards, close the cache, build the ANN index if `metadata` asks, write card and metadata, swap."""
         self._close_shard()
         if self._n_shards == 0:  # an empty catalog still gets a readable (empty) data file
@@ -122,7 +151,7 @@ class IndexWriter:
         cache = self.cache.close(shards_stamp(self.staging, shard_files(self.staging)))
         if metadata.ann_config is not None:
             embeddings = np.load(cache.embeddings, mmap_mode="r")
-            AnnIndex.build(embeddings, metadata.ann_config).save(self.staging / ANN_FILE)
+            approximate_index(embeddings, metadata.ann_config, ann_reuse).save(self.staging / ANN_FILE)
         data_files = f"{DATA_DIR}/train-{digest}-*.parquet"
         (self.staging / CARD_FILE).write_text(dataset_card(metadata, self.label_counts, data_files, licence))
         (self.staging / METADATA_FILE).write_text(metadata.to_json())
