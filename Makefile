@@ -6,7 +6,6 @@ PIP = $(PYTHON) -m pip install --quiet --disable-pip-version-check
 
 install:
 	$(PIP) -r requirements.txt
-	$(PIP) --no-deps -r requirements-nodeps.txt
 
 install-dev: install
 	$(PIP) -r requirements-dev.txt
@@ -37,7 +36,8 @@ FMNIST = data/fashion-mnist-10k
 
 .PHONY: eval-bundled eval-fashion-mnist
 eval-bundled:
-	for m in $(BACKBONES); do test -d embeddings/$$m || $(PYTHON) build_index.py --model $$m --output embeddings/$$m; done
+	for m in $(BACKBONES); do test -d embeddings/$$m || $(PYTHON) build_index.py --model $$m --output embeddings/$$m \
+		--license gpl-2.0; done
 	$(PYTHON) -m lookalike.evaluate $(addprefix embeddings/,$(BACKBONES)) --protocol leave-one-out \
 		--k 1 5 10 20 --report reports/bundled
 
@@ -59,7 +59,7 @@ FMNIST_TUNED = models/fashion-mnist-lite0
 finetune-bundled:
 	test -f $(TUNED)/model.safetensors || $(PYTHON) -m lookalike.finetune --output $(TUNED)
 	test -d embeddings/efficientnet-lite0-finetuned || $(PYTHON) build_index.py --model $(TUNED) \
-		--output embeddings/efficientnet-lite0-finetuned
+		--output embeddings/efficientnet-lite0-finetuned --license gpl-2.0
 	$(PYTHON) -m lookalike.evaluate embeddings/efficientnet-lite0 embeddings/efficientnet-lite0-finetuned \
 		embeddings/mobilenet-v2 embeddings/color-histogram --k 1 5 10 --report reports/finetune-bundled
 

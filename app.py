@@ -13,16 +13,18 @@ if __name__ == "__main__":
 from lookalike.app.layout import PAGE_CSS, AppConfig, build_demo
 from lookalike.app.service import LookalikeService
 
-# LOOKALIKE_EMBEDDINGS points the app at another set of built embeddings (tests, other catalogs);
+# LOOKALIKE_EMBEDDINGS points the app at other builds: a folder of builds, one build folder or a Hub
+# dataset id (USER/name), several comma-separated (lookalike/index/sources.py);
 # LOOKALIKE_MODEL_CONCURRENCY suits the model queue to a machine with more cores.
 here = Path(__file__).parent
+embeddings = os.environ.get("LOOKALIKE_EMBEDDINGS", str(here / "embeddings"))
 config = AppConfig(
-    embeddings_dir=Path(os.environ.get("LOOKALIKE_EMBEDDINGS", here / "embeddings")),
+    embeddings_dir=Path(embeddings),
     reports_dir=here / "reports",
     model_concurrency=int(os.environ.get("LOOKALIKE_MODEL_CONCURRENCY", AppConfig.model_concurrency)),
 )
 # Fine-tuned backbones are model folders named relative to the repository (models/...).
-service = LookalikeService.from_embeddings_dir(config.embeddings_dir, max_k=config.max_k, models_root=here)
+service = LookalikeService.from_embeddings_dir(embeddings, max_k=config.max_k, models_root=here)
 demo = build_demo(service, config)
 
 if __name__ == "__main__":

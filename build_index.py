@@ -1,9 +1,11 @@
-"""Embed a catalog of product images and write the embeddings dataset the app serves.
+"""Embed a catalog of product images and write the build folder the app serves.
 
     python build_index.py [SOURCE] --model efficientnet-lite0 --output embeddings/efficientnet-lite0
 
 SOURCE is an image folder (one sub-folder per category), a Hub dataset id, or omitted for the
-bundled catalog.
+bundled catalog. The output folder is a Hub dataset repository as it will be pushed: README.md
+(the dataset card), data/*.parquet (id, label, split, thumbnail, embedding, content hash),
+lookalike.json and, for large catalogs, ann.faiss. `--push-to-hub USER/name` uploads it.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ BUILD_OPTIONS = (
     "split_seed",
     "ann",
     "engine",
+    "licence",
 )
 RAY_OPTIONS = ("concurrency", "cpus_per_actor")
 
@@ -48,7 +51,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="embed every image again instead of reusing unchanged rows of the index already at --output",
     )
     add_options(parser, RayConfig, RAY_OPTIONS, prefix="ray-")
-    parser.add_argument("--push-to-hub", metavar="REPO_ID", help="also publish the embeddings as a Hub dataset")
+    parser.add_argument(
+        "--push-to-hub",
+        metavar="REPO_ID",
+        help="then upload the output folder as the Hub dataset REPO_ID "
+        "(the same as: hf upload REPO_ID DIR --repo-type dataset)",
+    )
     return parser.parse_args(argv)
 
 

@@ -6,6 +6,7 @@ import shutil
 from dataclasses import asdict
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 import build_index
@@ -15,7 +16,8 @@ from lookalike.catalog import CatalogSource
 from lookalike.evaluate.scoring import Protocol, evaluate_query_set, query_set
 from lookalike.index.ann import ANN_FILE, AnnIndex
 from lookalike.index.exact import ExactSearch
-from lookalike.index.store import EMBEDDINGS_FILE, METADATA_FILE, MissingIndexError, load_index
+from lookalike.index.serving_cache import CACHE_DIR, EMBEDDINGS_FILE
+from lookalike.index.store import METADATA_FILE, MissingIndexError, load_index
 from lookalike.recommend.recommender import Recommender
 
 
@@ -44,20 +46,25 @@ def test_the_build_writes_the_index_and_the_metadata_names_the_search(small_inde
     np.testing.assert_array_equal(approximate.embeddings, exact.embeddings)
 
 
-def test_embeddings_are_memory_mapped_read_only(small_index_dir):
+def test_embeddings_are_memory_mapped_read_only_from_the_serving_cache(small_index_dir):
     index = load_index(small_index_dir)
-    assert (small_index_dir / EMBEDDINGS_FILE).is_file()
+    assert (small_index_dir / CACHE_DIR / EMBEDDINGS_FILE).is_file()
     assert isinstance(index.embeddings, np.memmap) and not index.embeddings.flags.writeable
-    stored = np.asarray(index.dataset.with_format("numpy")["embedding"], dtype=np.float32)
-    np.testing.assert_array_equal(index.embeddings, stored)
+    stored = pq.read_table(small_index_dir / "data", columns=["embedding"]).column("embedding")
+    np.testing.assert_array_equal(index.embeddings, np.asarray(stored.to_pylist(), dtype=np.float32))
 
 
-def test_a_folder_without_the_matrix_file_still_loads(small_index_dir, tmp_path):
-    """Folders built before EMBEDDINGS_FILE existed (e.g. committed ones) decode the column instead."""
-    shutil.copytree(small_index_dir, tmp_path / "old")
-    (tmp_path / "old" / EMBEDDINGS_FILE).unlink()
-    index = load_index(tmp_path / "old")
-    assert not isinstance(index.embeddings, np.memmap) and index.embeddings.shape == (24, 1280)
+def test_a_missing_or_stale_serving_cache_is_derived_again_from_the_parquet(small_index_dir, tmp_path):
+    """A fresh clone or download has no cache; a folder whose shards changed must not serve old rows."""
+    shutil.copytree(small_index_dir, tmp_path / "fresh", ignore=shutil.ignore_patterns(".cache"))
+    index = load_index(tmp_path / "fresh")
+    np.testing.assert_array_equal(index.embeddings, load_index(small_index_dir).embeddings)
+    assert index.ids == load_index(small_index_dir).ids
+
+    shard = next((tmp_path / "fresh" / "data").glob("*.parquet"))
+    pq.write_table(pq.read_table(shard).slice(0, 10), shard)  # the shard now holds 10 rows
+    index = load_index(tmp_path / "fresh")
+    assert len(index) == len(index.dataset) == 10 and index.ids == load_index(small_index_dir).ids[:10]
 
 
 def test_a_missing_ann_file_is_reported_with_the_fix(ann_index_dir, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import shutil
 import subprocess
 import sys
@@ -10,14 +11,20 @@ import time
 
 import datasets
 import numpy as np
+import pyarrow as pa
 import pytest
 
 import build_index
+from lookalike.backbones.inference import InferenceConfig, load_inference
+from lookalike.backbones.registry import DEFAULT_BACKBONE, load_backbone
 from lookalike.build import builder as build_module
 from lookalike.build.builder import BuildConfig
 from lookalike.build.builder import build_index as build
-from lookalike.catalog import REPO_ROOT, CatalogSource
-from lookalike.index.store import METADATA_FILE, MissingIndexError, load_index, push_index_to_hub
+from lookalike.build.chunk import embed_chunk
+from lookalike.build.incremental import content_hash
+from lookalike.build.pipeline import PipelineConfig
+from lookalike.catalog import REPO_ROOT, CatalogSource, load_catalog, stratified_split
+from lookalike.index.store import METADATA_FILE, MissingIndexError, load_index, push_index_to_hub, save_index
 
 
 @pytest.fixture
@@ -29,8 +36,8 @@ def catalog_with_broken_files(small_catalog_dir, tmp_path):
     return root
 
 
-def test_output_is_a_datasets_dataset_with_metadata(small_index_dir):
-    dataset = datasets.load_from_disk(str(small_index_dir))
+def test_output_is_a_hub_dataset_repository_that_load_dataset_reads(small_index_dir):
+    dataset = datasets.load_dataset(str(small_index_dir), split="train")
     assert dataset.column_names == ["id", "label", "split", "image", "embedding", "content_hash"]
     assert len(dataset) == 24 and set(dataset["split"]) == {"train", "test"}
     row = dataset[0]
@@ -38,9 +45,19 @@ def test_output_is_a_datasets_dataset_with_metadata(small_index_dir):
     embeddings = np.asarray(dataset.with_format("numpy")["embedding"])
     assert embeddings.shape == (24, 1280) and embeddings.dtype == np.float32
     assert np.allclose(np.linalg.norm(embeddings, axis=1), 1, atol=1e-5)
-    metadata = load_index(small_index_dir).metadata
+    index = load_index(small_index_dir)
+    metadata = index.metadata
     assert (metadata.model_id, metadata.embedding_dim, metadata.split_seed) == ("efficientnet-lite0", 1280, 0)
     assert metadata.preprocessing.crop_size == 224
+    assert index.ids == dataset["id"] and np.array_equal(index.embeddings, embeddings)  # the served rows
+    card = (small_index_dir / "README.md").read_text()
+    front_matter = card.split("---")[1]
+    assert "license: other" in front_matter and re.search(r"path: data/train-[0-9a-f]{12}-\*\.parquet", front_matter)
+    assert "efficientnet-lite0" in card and "load_dataset" in card and str(small_index_dir.parent) not in card
+    published = sorted(p.relative_to(small_index_dir).as_posix() for p in small_index_dir.rglob("*") if p.is_file())
+    published = [p for p in published if not p.startswith(".cache/huggingface/")]
+    assert published[0] == "README.md" and published[2] == "lookalike.json" and len(published) == 3
+    assert re.fullmatch(r"data/train-[0-9a-f]{12}-00000-of-00001\.parquet", published[1])
 
 
 def test_unreadable_images_are_skipped_and_listed(catalog_with_broken_files, tmp_path):
@@ -72,6 +89,39 @@ def test_interrupted_build_resumes_and_matches_a_clean_build(small_catalog_dir, 
     assert resumed.ids == clean.ids and resumed.splits == clean.splits
     assert np.allclose(resumed.embeddings, clean.embeddings, atol=1e-5)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clean", "out"]  # no leftovers
+
+
+def test_streaming_build_equals_an_in_memory_build(small_catalog_dir, tmp_path):
+    """Shards of 7 rows written in blocks of 5 hold the rows and vectors of everything embedded at once."""
+    source = CatalogSource(str(small_catalog_dir))
+    streamed = build(
+        BuildConfig(source=source, output=tmp_path / "streamed", chunk_size=4, block_rows=5, rows_per_shard=7), False
+    )
+    assert len(list((tmp_path / "streamed" / "data").glob("*.parquet"))) == 4  # 24 rows, 7 per shard
+
+    # The in-memory way: embed the whole catalog in one table, order it, write it in one go.
+    catalog = load_catalog(source)
+    backbone = load_backbone(DEFAULT_BACKBONE)
+    inference = load_inference(backbone, InferenceConfig())
+    table = embed_chunk(inference, backbone.preprocessing, catalog.items, PipelineConfig()).drop_columns(["error"])
+    hashes = [content_hash(item.image) for item in catalog.items]
+    splits = stratified_split(catalog.labels, 0.2, 0)
+    table = table.append_column("content_hash", pa.array(hashes)).append_column("label", pa.array(catalog.labels))
+    table = table.append_column("split", pa.array(splits))
+    metadata = load_index(streamed.output).metadata
+    save_index(table, metadata, tmp_path / "in-memory")
+
+    for how in ("load_dataset", "load_index"):
+        if how == "load_dataset":
+            a, b = (datasets.load_dataset(str(tmp_path / n), split="train") for n in ("streamed", "in-memory"))
+            vectors = [np.asarray(d.with_format("numpy")["embedding"]) for d in (a, b)]
+        else:
+            a, b = (load_index(tmp_path / n).dataset for n in ("streamed", "in-memory"))
+            vectors = [load_index(tmp_path / n).embeddings for n in ("streamed", "in-memory")]
+        for column in ("id", "label", "split", "content_hash"):
+            assert a[column] == b[column], column
+        assert [i.tobytes() for i in a["image"]] == [i.tobytes() for i in b["image"]]
+        np.testing.assert_allclose(vectors[0], vectors[1], atol=1e-5)
 
 
 def wait_for_first_chunk(process: subprocess.Popen, work_dir, timeout: float = 120) -> None:

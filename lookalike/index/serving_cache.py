@@ -1,0 +1,140 @@
+"""The serving cache of a build folder: its parquet rows as a memory-mappable matrix and Arrow file.
+
+The parquet shards under `data/` are what a build publishes; a server cannot memory-map parquet,
+so the first load derives, beside them, the float32 matrix (`embeddings.npy`) and the other
+columns as an uncompressed Arrow stream (`rows.arrow`, what `datasets` memory-maps). Both sit in
+`.cache/huggingface/`, which `HfApi.upload_folder` and `hf upload` never upload, and are rebuilt
+whenever the shards change (compared by name, size and modification time).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+DATA_DIR = "data"
+EMBEDDING_COLUMN = "embedding"
+# Inside the folder huggingface_hub leaves out of every upload (its DEFAULT_IGNORE_PATTERNS).
+CACHE_DIR = Path(".cache") / "huggingface" / "lookalike-serving"
+EMBEDDINGS_FILE = "embeddings.npy"
+ROWS_FILE = "rows.arrow"
+STAMP_FILE = "source.json"
+# Rows converted at a time when the cache is derived: memory stays flat whatever the catalog size.
+BATCH_ROWS = 4096
+
+
+@dataclass(frozen=True)
+class ServingCache:
+    """Where a build's memory-mappable copies are; `embeddings` is (n, dim) float32."""
+
+    folder: Path
+
+    @property
+    def embeddings(self) -> Path:
+        return self.folder / EMBEDDINGS_FILE
+
+    @property
+    def rows(self) -> Path:
+        return self.folder / ROWS_FILE
+
+
+def shard_files(build: Path) -> list[Path]:
+    """The parquet data files of a build folder, in row order."""
+    return sorted((Path(build) / DATA_DIR).glob("*.parquet"))
+
+
+def shards_stamp(build: Path, shards: Sequence[Path]) -> dict:
+    """What the cache was derived from; a different stamp means the cache is stale."""
+    files = []
+    for shard in shards:
+        stat = shard.stat()  # follows the symlinks of a Hub snapshot to their blobs
+        files.append([shard.relative_to(build).as_posix(), stat.st_size, stat.st_mtime_ns])
+    return {"format": 1, "shards": files}
+
+
+def rows_schema(shard_schema: pa.Schema) -> pa.Schema:
+    """The shards' schema without the embedding column, keeping the `datasets` features metadata."""
+    schema = shard_schema.remove(shard_schema.get_field_index(EMBEDDING_COLUMN))
+    metadata = dict(shard_schema.metadata or {})
+    if b"huggingface" in metadata:
+        info = json.loads(metadata[b"huggingface"])
+        info.get("info", {}).get("features", {}).pop(EMBEDDING_COLUMN, None)
+        metadata[b"huggingface"] = json.dumps(info).encode()
+    return schema.with_metadata(metadata)
+
+
+def embedding_matrix(column: pa.ChunkedArray | pa.Array, dim: int) -> np.ndarray:
+    """A fixed-size-list float32 column as an (n, dim) array, without a Python object per value."""
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    parts = [np.asarray(chunk.flatten(), dtype=np.float32).reshape(-1, dim) for chunk in chunks]
+    return np.concatenate(parts) if parts else np.zeros((0, dim), dtype=np.float32)
+
+
+class CacheWriter:
+    """Writes a cache row block by row block: a build calls it as it goes, a load when deriving."""
+
+    def __init__(self, folder: Path, n_rows: int, dim: int, schema: pa.Schema) -> None:
+        self.folder, self.n_rows, self.dim, self.written = Path(folder), n_rows, dim, 0
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.matrix = np.lib.format.open_memmap(
+            self.folder / EMBEDDINGS_FILE, mode="w+", dtype=np.float32, shape=(n_rows, dim)
+        )
+        self.rows_schema = rows_schema(schema)
+        self.rows_writer = pa.ipc.new_stream(str(self.folder / ROWS_FILE), self.rows_schema)
+
+    def write(self, block: pa.Table) -> np.ndarray:
+        """Append a block's rows; returns its vectors as written."""
+        end = self.written + block.num_rows
+        if end > self.n_rows:
+            raise ValueError(f"{end} rows written into a cache sized for {self.n_rows}")
+        vectors = embedding_matrix(block.column(EMBEDDING_COLUMN), self.dim)
+        self.matrix[self.written : end] = vectors
+        self.rows_writer.write_table(block.drop_columns([EMBEDDING_COLUMN]).cast(self.rows_schema))
+        self.written = end
+        return vectors
+
+    def close(self, stamp: dict) -> ServingCache:
+        if self.written != self.n_rows:
+            raise ValueError(f"the cache expected {self.n_rows} rows, got {self.written}")
+        self.rows_writer.close()
+        self.matrix.flush()
+        del self.matrix
+        (self.folder / STAMP_FILE).write_text(json.dumps(stamp))
+        return ServingCache(self.folder)
+
+
+def open_cache(build: Path, dim: int) -> ServingCache:
+    """The build's serving cache, derived from its shards first if missing or stale."""
+    build = Path(build)
+    shards = shard_files(build)
+    cache = ServingCache(build / CACHE_DIR)
+    stamp = shards_stamp(build, shards)
+    stamp_file = cache.folder / STAMP_FILE
+    if stamp_file.is_file() and json.loads(stamp_file.read_text()) == stamp:
+        return cache
+    # Derived in a private folder, then renamed: two servers starting at once never see half a cache.
+    staging = cache.folder.with_name(f"{cache.folder.name}.{os.getpid()}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    n_rows = sum(pq.ParquetFile(shard).metadata.num_rows for shard in shards)
+    writer = CacheWriter(staging, n_rows, dim, pq.read_schema(shards[0]))
+    for shard in shards:
+        for batch in pq.ParquetFile(shard).iter_batches(batch_size=BATCH_ROWS):
+            writer.write(pa.Table.from_batches([batch]))
+    writer.close(stamp)
+    retired = cache.folder.with_name(f"{cache.folder.name}.{os.getpid()}.old")
+    if cache.folder.exists():
+        os.rename(cache.folder, retired)
+    try:
+        os.rename(staging, cache.folder)
+    except OSError:  # another process put the same cache in place first
+        shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(retired, ignore_errors=True)
+    return cache
