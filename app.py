@@ -12,6 +12,7 @@ if __name__ == "__main__":
 
 from lookalike.app.layout import AppConfig, build_demo
 from lookalike.app.service import LookalikeService
+from lookalike.app.traffic import request_limits, share_fairly
 
 # LOOKALIKE_EMBEDDINGS points the app at another set of built embeddings (tests, other catalogs);
 # LOOKALIKE_MODEL_CONCURRENCY suits the model queue to a machine with more cores.
@@ -23,11 +24,12 @@ config = AppConfig(
 )
 # Fine-tuned backbones are model folders named relative to the repository (models/...).
 service = LookalikeService.from_embeddings_dir(config.embeddings_dir, max_k=config.max_k, models_root=here)
-demo = build_demo(service, config)
+demo = share_fairly(build_demo(service, config))  # queue limits, "busy" message, temp files deleted
 
 if __name__ == "__main__":
     demo.launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
         max_file_size=config.max_file_size,
+        app_kwargs={"middleware": request_limits()},  # JSON bodies over the cap refused unread
     )

@@ -15,6 +15,7 @@ import numpy as np
 from lookalike.backbones.preprocessing import Preprocessing
 from lookalike.hub import upload_or_explain
 from lookalike.index.ann import ANN_FILE, ANN_SEARCH, EXACT_SEARCH, AnnConfig, AnnIndex
+from lookalike.index.durable import fsync_directory, fsync_tree
 from lookalike.index.exact import Metric, SearchResults, top_k
 
 METADATA_FILE = "lookalike.json"
@@ -146,7 +147,9 @@ def save_index(dataset, metadata: IndexMetadata, output_dir: str | Path) -> Path
     if metadata.ann_config is not None:
         AnnIndex.build(embeddings, metadata.ann_config).save(staging / ANN_FILE)
     (staging / METADATA_FILE).write_text(metadata.to_json())
+    fsync_tree(staging)  # the data on disk before the rename makes it visible
     _swap_into_place(staging, output_dir)
+    fsync_directory(output_dir.parent)  # and the rename itself
     return output_dir
 
 
@@ -194,7 +197,7 @@ def load_index(path: str | Path) -> EmbeddingIndex:
     path = Path(path)
     retired = path.with_name(f".{path.name}.old")
     if not path.exists() and retired.exists():
-        os.rename(retired, path)  # a swap was interrupted between its two renames
+        path = retired  # a swap was interrupted between its renames: read the old copy, never rename it
     metadata_file = path / METADATA_FILE
     if not metadata_file.is_file():
         raise MissingIndexError(
