@@ -45,7 +45,7 @@ def with_readable_upload_errors(component: gr.components.Component) -> gr.compon
     def preprocess(payload):
         try:
             if payload is not None:
-                payload = _checked_image_payload(payload, component.GRADIO_CACHE)
+                payload = _checked_image_payload(payload, component)
             return stock_preprocess(payload)
         except gr.Error:
             raise
@@ -99,18 +99,18 @@ def _files_preprocess(stock_preprocess):
     return preprocess
 
 
-def _checked_image_payload(payload, cache_dir: str):
+def _checked_image_payload(payload, component: gr.components.Component):
     """The payload with its picture in a checked file: a `data:` URL is size-checked, then written out."""
     url = getattr(payload, "url", None)
     if isinstance(url, str) and url.startswith("data:"):
-        payload.path, payload.url = str(_data_url_to_file(url, Path(cache_dir))), None
+        payload.path, payload.url = _data_url_to_file(url, component), None
     if getattr(payload, "path", None) is None:
         raise ImageError("The upload names no file. Upload the picture first (POST /gradio_api/upload).")
     check_image_file(payload.path)
     return payload
 
 
-def _data_url_to_file(url: str, cache_dir: Path) -> Path:
+def _data_url_to_file(url: str, component: gr.components.Component) -> str:
     """Decode a base64 `data:` URL into a file of the cache, refusing it by its length before decoding."""
     header, _, encoded = url.partition(",")
     if ";base64" not in header:
@@ -124,21 +124,22 @@ def _data_url_to_file(url: str, cache_dir: Path) -> Path:
         data = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
         raise ImageError("The data: URL is not valid base64.") from None
-    return _write_to_cache(data, cache_dir)
+    return _write_to_cache(data, component)
 
 
-def _write_to_cache(data: bytes, cache_dir: Path) -> Path:
+def _write_to_cache(data: bytes, component: gr.components.Component) -> str:
     if not data:
         raise ImageError("The file is empty (0 bytes).")
     if len(data) > MAX_IMAGE_BYTES:
         raise ImageError(f"The picture is over the {MAX_IMAGE_BYTES / 1024**2:.0f} MB limit.")
     # Named by content, like Gradio's own uploads: the same picture sent twice is one file.
-    folder = cache_dir / hashlib.sha256(data).hexdigest()[:40]
+    folder = Path(component.GRADIO_CACHE) / hashlib.sha256(data).hexdigest()[:40]
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "upload"
     if not path.exists():
         path.write_bytes(data)
-    return path
+    component.temp_files.add(str(path))  # deleted with the app's other temp files (delete_cache)
+    return str(path)
 
 
 def _editor_preprocess(editor: gr.ImageEditor):
@@ -156,7 +157,7 @@ def _editor_preprocess(editor: gr.ImageEditor):
         else:
             pictures = (payload.background, payload.composite)
         try:
-            background, composite = (_checked_editor_file(picture, editor.GRADIO_CACHE) for picture in pictures)
+            background, composite = (_checked_editor_file(picture, editor) for picture in pictures)
         except ImageError as error:
             raise gr.Error(str(error)) from None
         return {"background": background, "layers": [], "composite": composite}
@@ -164,11 +165,11 @@ def _editor_preprocess(editor: gr.ImageEditor):
     return preprocess
 
 
-def _checked_editor_file(picture, cache_dir: str) -> str | None:
+def _checked_editor_file(picture, editor: gr.ImageEditor) -> str | None:
     if picture is None:
         return None
     if isinstance(picture, (bytes, bytearray, memoryview)):
-        path = _write_to_cache(bytes(picture), Path(cache_dir))
+        path = _write_to_cache(bytes(picture), editor)
     else:
         path = Path(picture.path)
     check_image_file(path)
