@@ -18,7 +18,8 @@ FAST_MALLOC_TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=6871
 def reexec_with_fast_malloc() -> None:
     """Restart this command once with the malloc tunables set, unless the user set their own.
 
-    Call it first thing in a `__main__` block only: it replaces the current process.
+    Call it first thing in a `__main__` block only: it replaces the current process. For batch
+    jobs (builds, fine-tuning, benchmarks), not servers: with it, freed memory is never returned.
     """
     if not sys.platform.startswith("linux") or "GLIBC_TUNABLES" in os.environ:
         return
