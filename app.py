@@ -7,7 +7,7 @@ from pathlib import Path
 
 # No fast-malloc restart here (lookalike/runtime.py): it keeps every freed page for good, and a
 # server runs for days. Measured with benchmarks/hostile.py (docs/robustness.md): without it the
-# server ends a hostile run about 100 MB lower and is no slower (queries run on ONNX Runtime).
+# server ended a hostile run 100 MB lower and was no slower (queries run on ONNX Runtime).
 from lookalike.app.layout import AppConfig, build_demo
 from lookalike.app.service import LookalikeService
 from lookalike.app.traffic import request_limits, share_fairly
