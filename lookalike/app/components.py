@@ -13,8 +13,9 @@ from pydantic import ValidationError
 
 from lookalike.images import MAX_IMAGE_BYTES, ImageError, check_image_file, open_image
 
-# Crop-editor uploads the page sent but no search has used yet, kept in memory by Gradio per
-# browser tab; a client that never searches could otherwise fill the server's memory with them.
+# Crop-editor pictures the page sent ahead (accept_blobs) that no search has used yet, kept in
+# memory by Gradio for all visitors together; a client that never searches could otherwise fill
+# the server's memory with them. The oldest are forgotten first.
 MAX_PENDING_EDITOR_UPLOADS = 32
 
 
