@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-if __name__ == "__main__":
-    from lookalike.runtime import reexec_with_fast_malloc
-
-    reexec_with_fast_malloc()  # before the model loads: it restarts the process
-
+# No fast-malloc restart here (lookalike/runtime.py): it keeps every freed page for good, and a
+# server runs for days. Measured with benchmarks/hostile.py (docs/robustness.md): without it the
+# server ended a hostile run 100 MB lower and was no slower (queries run on ONNX Runtime).
 from lookalike.app.layout import PAGE_CSS, AppConfig, build_demo
 from lookalike.app.service import LookalikeService
+from lookalike.app.traffic import request_limits, share_fairly
 
 # LOOKALIKE_EMBEDDINGS points the app at other builds: a folder of builds, one build folder or a Hub
 # dataset id (USER/name), several comma-separated (lookalike/index/sources.py);
@@ -25,7 +24,7 @@ config = AppConfig(
 )
 # Fine-tuned backbones are model folders named relative to the repository (models/...).
 service = LookalikeService.from_embeddings_dir(embeddings, max_k=config.max_k, models_root=here)
-demo = build_demo(service, config)
+demo = share_fairly(build_demo(service, config))  # queue limits, "busy" message, temp files deleted
 
 if __name__ == "__main__":
     demo.launch(
@@ -33,4 +32,5 @@ if __name__ == "__main__":
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
         max_file_size=config.max_file_size,
         css=PAGE_CSS,
+        app_kwargs={"middleware": request_limits()},  # JSON bodies over the cap refused unread
     )

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import time
+from pathlib import Path
+
 import httpx
 import pytest
 from gradio_client import Client, handle_file
@@ -11,8 +15,9 @@ from PIL import Image
 from lookalike.app.handlers import Handlers
 from lookalike.app.layout import AppConfig, build_demo
 from lookalike.app.service import LookalikeService
-from tests.local_server import running_app
-from tests.upload_cases import UPLOAD_CASES, exif_rotated_jpeg, oversized_png, photo
+from lookalike.app.traffic import TrafficLimits, share_fairly
+from tests.local_server import free_port, running_app
+from tests.upload_cases import UPLOAD_CASES, encoded, exif_rotated_jpeg, oversized_png, photo
 
 
 @pytest.fixture(scope="module")
@@ -98,3 +103,29 @@ def test_app_started_without_embeddings_serves_instructions(tmp_path, example_ph
             Client(url, verbose=False).predict(
                 handle_file(str(example_photo)), 5, "cosine", None, api_name="/recommend"
             )
+
+
+def test_uploads_and_answer_files_are_deleted_once_old(small_index_dir, tmp_path, monkeypatch):
+    """The temp folder stays bounded: Gradio's delete_cache, with our limits, removes old uploads and answers."""
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    service = LookalikeService.from_embeddings_dir(small_index_dir.parent)
+    limits = TrafficLimits(temp_max_age_seconds=2, temp_check_seconds=1)
+    demo = share_fairly(build_demo(service, AppConfig(embeddings_dir=small_index_dir.parent)), limits)
+    demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
+    try:
+        url = demo.local_url
+        # Not an example photo's bytes: the examples' own copies are kept for the page.
+        data = ("photo.png", encoded(photo(), "PNG"), "image/png")
+        upload = httpx.post(url + "gradio_api/upload", files={"files": data}).json()[0]
+        api = url + "gradio_api/call/recommend"
+        file_data = {"path": upload, "meta": {"_type": "gradio.FileData"}}
+        event = httpx.post(api, json={"data": [file_data, 3, "cosine", None]}).json()["event_id"]
+        gallery = json.loads(httpx.get(f"{api}/{event}", timeout=60).text.split("event: complete\ndata: ")[1])[0]
+        files = [Path(upload), *(Path(item["image"]["path"]) for item in gallery)]
+        assert all(path.is_file() and str(path).startswith(str(tmp_path)) for path in files)
+        deadline = time.monotonic() + 20
+        while any(path.exists() for path in files) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not any(path.exists() for path in files)
+    finally:
+        demo.close()

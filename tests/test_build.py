@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -22,8 +24,10 @@ from lookalike.build.builder import BuildConfig
 from lookalike.build.builder import build_index as build
 from lookalike.build.chunk import embed_chunk
 from lookalike.build.incremental import content_hash
+from lookalike.build.output_guard import DuplicateIdsError, OutputLockedError
 from lookalike.build.pipeline import PipelineConfig
 from lookalike.catalog import REPO_ROOT, CatalogSource, load_catalog, stratified_split
+from lookalike.index import writer
 from lookalike.index.store import METADATA_FILE, MissingIndexError, load_index, push_index_to_hub, save_index
 
 
@@ -232,3 +236,62 @@ def test_incremental_build_embeds_only_new_and_changed_images_and_matches_a_clea
 
     embedded_ids.clear()
     assert build(dataclasses.replace(config, incremental=False), False).n_embedded == len(embedded_ids) == 10
+
+
+def test_duplicate_product_ids_are_refused_with_their_list(small_catalog_dir, tmp_path):
+    photos = sorted(small_catalog_dir.glob("*/*.jpg"))[:4]
+    rows = {"image": [str(p) for p in photos], "label": ["a", "a", "b", "b"], "sku": ["x1", "x2", "x1", "x2"]}
+    dataset = datasets.Dataset.from_dict(rows).cast_column("image", datasets.Image())
+    dataset.save_to_disk(str(tmp_path / "shop"))
+    source = CatalogSource(str(tmp_path / "shop"), id_column="sku")
+    with pytest.raises(DuplicateIdsError, match=r"2 product ids name several products: 'x1' \(2x\), 'x2' \(2x\)"):
+        build(BuildConfig(source=source, output=tmp_path / "out"), False)
+    assert not (tmp_path / "out").exists()
+
+
+HOLD_LOCK = """
+import sys, time
+from lookalike.build.output_guard import output_lock
+with output_lock(sys.argv[1]):
+    print("locked", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_second_build_into_the_same_output_names_the_holder_and_stops(small_catalog_dir, tmp_path):
+    output = tmp_path / "out"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(output)], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        config = BuildConfig(source=CatalogSource(str(small_catalog_dir)), model="color-histogram", output=output)
+        with pytest.raises(OutputLockedError, match=rf"Another build \(process {holder.pid}\) is writing"):
+            build(config, False)
+        assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock"]  # nothing of the holder's touched
+    finally:
+        holder.kill()
+        holder.wait()
+    # The kernel drops a killed holder's lock: the same build now runs.
+    assert build(config, False).n_indexed == 24
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_readers_never_rename_an_interrupted_swap(small_index_dir, tmp_path):
+    """Between a swap's two renames only `.out.old` exists: a reader reads it where it lies."""
+    shutil.copytree(small_index_dir, tmp_path / ".out.old")
+    index = load_index(tmp_path / "out")
+    assert len(index) == 24
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.old"]
+
+
+def test_every_file_reaches_the_disk_before_the_swap(small_catalog_dir, tmp_path, monkeypatch):
+    synced, swapped = [], []
+    real_fsync, real_swap = os.fsync, writer.swap_into_place
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real_fsync(fd)))
+    monkeypatch.setattr(writer, "swap_into_place", lambda a, b: (swapped.append(len(synced)), real_swap(a, b)))
+    build(BuildConfig(source=CatalogSource(str(small_catalog_dir)), model="color-histogram", output=tmp_path / "out"))
+    before_swap = {Path(path).name for path in synced[: swapped[0]]}
+    written = {p.name for p in (tmp_path / "out").rglob("*")} | {".out.writing"}
+    assert written <= before_swap  # every file and folder of the new index, the folder itself included
+    assert str(tmp_path) in synced[swapped[0] :]  # then the parent folder: the rename itself

@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import io
+import sys
+import time
+import tracemalloc
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from lookalike.images import MAX_IMAGE_PIXELS, ImageError, open_image, thumbnail
+from lookalike.images import (
+    MAX_IMAGE_BYTES,
+    MAX_IMAGE_PIXELS,
+    WORKING_PIXELS,
+    ImageError,
+    check_image_file,
+    open_image,
+    thumbnail,
+    to_rgb,
+)
+from lookalike.runtime import release_freed_memory
 
 
 def encoded(image: Image.Image, fmt: str, **options) -> bytes:
@@ -103,3 +116,56 @@ def test_missing_file_names_the_path(tmp_path):
 
 def test_thumbnail_bounds_the_size():
     assert max(thumbnail(Image.new("RGB", (1000, 500)), 100).size) == 100
+
+
+def test_files_over_the_byte_cap_are_refused_unread(tmp_path):
+    path = tmp_path / "big.png"
+    path.write_bytes(encoded(Image.new("RGB", (8, 8)), "PNG") + b"\0" * MAX_IMAGE_BYTES)  # valid, padded
+    for check in (check_image_file, open_image):
+        with pytest.raises(ImageError, match=r"^The file is 10.0 MB, over the 10 MB limit"):
+            check(path)
+
+
+def test_header_check_refuses_a_bomb_without_decoding_it(tmp_path):
+    """20000x20000 would be 1.2 GB as RGB; the check reads the header only."""
+    path = tmp_path / "bomb.png"
+    path.write_bytes(encoded(Image.new("1", (20_000, 20_000)), "PNG"))
+    tracemalloc.start()
+    started = time.perf_counter()
+    with pytest.raises(ImageError, match="too large to decode safely"):
+        check_image_file(path)
+    assert time.perf_counter() - started < 0.5
+    assert tracemalloc.get_traced_memory()[1] < 5 * 1024**2
+    tracemalloc.stop()
+    good = tmp_path / "good.png"
+    good.write_bytes(encoded(Image.new("RGB", (30, 20)), "PNG"))
+    check_image_file(good)  # passes
+
+
+def test_sixteen_bit_picture_is_converted_without_float_copies():
+    """A 16-bit picture is scaled through a table: ~4 bytes a pixel, where float64 copies took 18."""
+    ramp = np.tile(np.arange(2000, dtype=np.uint16) * 30, (2000, 1))
+    picture = Image.fromarray(ramp)
+    tracemalloc.start()
+    image = to_rgb(picture)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 6 * ramp.size
+    pixels = np.asarray(image)[0]
+    assert pixels[0, 0] == 0 and pixels[-1, 0] == 255 and np.all(np.diff(pixels[:, 0].astype(int)) >= 0)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_big_pictures_are_reduced_after_decoding_and_match_the_full_size(fmt):
+    """A 25-Mpx picture comes back at most WORKING_PIXELS large, the same picture once shrunk."""
+    small = Image.effect_mandelbrot((350, 350), (-2, -1.5, 1, 1.5), 60).convert("RGB")
+    big = small.resize((5000, 5000), Image.Resampling.BICUBIC)
+    image = open_image(encoded(big, fmt, quality=90) if fmt == "JPEG" else encoded(big, fmt))
+    assert image.width * image.height <= WORKING_PIXELS and image.size[0] == image.size[1] >= 1000
+    ours = np.asarray(thumbnail(image, 224), dtype=np.float32)
+    full = np.asarray(thumbnail(big, 224), dtype=np.float32)
+    assert np.abs(ours - full).mean() < 4  # of 255: the model sees the same picture
+
+
+def test_freed_memory_can_be_handed_back():
+    assert release_freed_memory() is sys.platform.startswith("linux")

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import io
+
+import numpy as np
 import pytest
+from PIL import Image
 
 from lookalike.backbones.registry import load_backbone
+from lookalike.catalog import BUNDLED_CATALOG_DIR, REPO_ROOT
+from lookalike.images import open_image
 from lookalike.index.store import IndexMismatchError, load_index
+from lookalike.recommend.duplicates import DUPLICATE_SIMILARITY
 from lookalike.recommend.filters import CategoryFilter
-from lookalike.recommend.recommender import RecommendationRequest, Recommender, average_similarity
+from lookalike.recommend.recommender import (
+    SAME_PHOTO_SIMILARITY,
+    RecommendationRequest,
+    Recommender,
+    average_similarity,
+)
 
 
 @pytest.fixture(scope="module")
@@ -116,3 +128,28 @@ def test_an_upload_is_one_search_and_its_own_product_is_left_out(recommender, sm
     calls.clear()
     recommender.search(RecommendationRequest(k=5, filter=CategoryFilter(exclude_query_category=True)), [photo])
     assert len(calls) == 2  # "not my category" must first find the upload's category
+
+
+@pytest.mark.slow
+def test_resized_and_re_encoded_catalog_photos_are_never_recommended_back():
+    """The own-photo check is the near-duplicate threshold, and it holds on the whole bundled catalog.
+
+    Every catalog photo, re-uploaded as a 0.9x JPEG and a 2x JPEG (cosine 0.96-1.0 to the original:
+    benchmarks/own_photo.py), is recognised as the query and not recommended back; no two different
+    products are that close, so no product is hidden as another's copy.
+    """
+    assert SAME_PHOTO_SIMILARITY == DUPLICATE_SIMILARITY
+    bundled = Recommender.from_path(REPO_ROOT / "embeddings" / "efficientnet-lite0")
+    similarities = bundled.index.embeddings @ bundled.index.embeddings.T
+    np.fill_diagonal(similarities, -1)
+    assert similarities.max() < SAME_PHOTO_SIMILARITY
+    for factor in (0.9, 2):
+        returned = []
+        for item_id in bundled.ids:
+            photo = open_image(BUNDLED_CATALOG_DIR / item_id)
+            copy = photo.resize((round(photo.width * factor), round(photo.height * factor)), Image.Resampling.LANCZOS)
+            buffer = io.BytesIO()
+            copy.save(buffer, format="JPEG", quality=90)
+            if item_id in {r.id for r in bundled.recommend(buffer.getvalue(), k=3)}:
+                returned.append(item_id)
+        assert returned == [], f"{len(returned)} of {len(bundled.ids)} {factor}x copies got their original back"

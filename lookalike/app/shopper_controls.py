@@ -9,6 +9,7 @@ import gradio as gr
 from lookalike.app.components import with_readable_upload_errors
 from lookalike.app.handlers import Handlers
 from lookalike.app.service import SearchRequest
+from lookalike.app.traffic import EXPLAIN_QUEUE, SET_QUEUE
 from lookalike.recommend.feedback import MAX_SET_SIZE
 
 
@@ -80,7 +81,7 @@ def set_controls() -> SetControls:
     with gr.Accordion(f"Several products you like (up to {MAX_SET_SIZE})", open=False) as accordion:
         # No file_types: Gradio would refuse files by extension, and a JS client's Blob has none.
         # Our decoder reads the bytes instead and names what is wrong with a file that is no image.
-        uploads = gr.File(file_count="multiple", label="Upload photos")
+        uploads = with_readable_upload_errors(gr.File(file_count="multiple", label="Upload photos"))
         picked = product_ids_input("and/or catalog products: type an id, or add a clicked result")
         button = gr.Button("Find lookalikes of the set")
     return SetControls(accordion, uploads, picked, button)
@@ -174,8 +175,8 @@ def wire(
     selection = [feedback.selected_id, feedback.selected_note]
     heatmaps = [explain.heatmap_a, explain.heatmap_b, explain.note]
 
-    def search_event(trigger, handler, inputs, outputs=answer, **api) -> None:
-        event = trigger(handler, inputs, outputs, **api, **model_queue)
+    def search_event(trigger, handler, inputs, outputs=answer, queue=model_queue, **api) -> None:
+        event = trigger(handler, inputs, outputs, **api, **queue)
         # New results: the product clicked before may be gone, or elsewhere in the gallery.
         event.then(
             lambda: (None, SELECT_HINT, gr.Gallery(selected_index=None)),
@@ -190,7 +191,8 @@ def wire(
     search_event(page.find_button.click, handlers.search, search.inputs(page.query), api_name="search", **scroll)
     search_event(page.query.change, _search_on_change(handlers), search.inputs(page.query), **private, **scroll)
     set_inputs = search.inputs(product_set.uploads, product_set.picked)
-    search_event(product_set.button.click, handlers.recommend_set, set_inputs, api_name="recommend_set")
+    set_button = product_set.button.click
+    search_event(set_button, handlers.recommend_set, set_inputs, queue=SET_QUEUE, api_name="recommend_set")
     search_event(
         region.button.click, handlers.recommend_region, search.inputs(region.editor), api_name="recommend_region"
     )
@@ -213,7 +215,7 @@ def wire(
         heatmaps,
         api_name="explain_selected",  # named, so the public endpoint keeps the name "explain"
         **private,
-        **model_queue,
+        **EXPLAIN_QUEUE,
     )
     feedback.add_to_set.click(
         add_to_set,
@@ -222,7 +224,7 @@ def wire(
         **private,
     )
     explain.button.click(
-        handlers.explain, [page.image_a, page.image_b, search.backbone], heatmaps, api_name="explain", **model_queue
+        handlers.explain, [page.image_a, page.image_b, search.backbone], heatmaps, api_name="explain", **EXPLAIN_QUEUE
     )
     demo.load(
         handlers.open_permalink,

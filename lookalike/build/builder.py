@@ -23,6 +23,7 @@ from lookalike.backbones.registry import DEFAULT_BACKBONE, Backbone, load_backbo
 from lookalike.build.assemble import BLOCK_ROWS, PREVIOUS, RowPlan, chunk_outcomes, plan_rows, row_blocks
 from lookalike.build.chunk import embed_chunk
 from lookalike.build.incremental import HASH_COLUMN, PreviousBuild, content_hashes, reusable_rows
+from lookalike.build.output_guard import holding_output_lock, refuse_duplicate_ids
 from lookalike.build.pipeline import PipelineConfig
 from lookalike.build.ray_engine import RayConfig
 from lookalike.catalog import CatalogItem, CatalogSource, load_catalog, stratified_split
@@ -119,6 +120,7 @@ class BuildReport:
     ann_update: str | None = None  # how the approximate index was made: trained, extended or refilled
 
 
+@holding_output_lock  # a second build into the same output says which process holds it and stops
 def build_index(config: BuildConfig, show_progress: bool = True) -> BuildReport:
     """Embed every readable catalog image and write the dataset to `config.output`.
 
@@ -127,6 +129,7 @@ def build_index(config: BuildConfig, show_progress: bool = True) -> BuildReport:
     build again after an interruption embeds only the chunks that were not finished.
     """
     catalog = load_catalog(config.source)
+    refuse_duplicate_ids([item.id for item in catalog.items])
     splits = catalog.given_splits or stratified_split(catalog.labels, config.test_fraction, config.split_seed)
     backbone = load_backbone(config.model)
     inference = load_inference(backbone, InferenceConfig(kind=config.inference))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -147,7 +146,7 @@ def load_index(path: str | Path) -> EmbeddingIndex:
     path = Path(path)
     retired = path.with_name(f".{path.name}.old")
     if not path.exists() and retired.exists():
-        os.rename(retired, path)  # a swap was interrupted between its two renames
+        path = retired  # a swap was interrupted between its renames: read the old copy, never rename it
     metadata_file = path / METADATA_FILE
     if not metadata_file.is_file():
         raise MissingIndexError(

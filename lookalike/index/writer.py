@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lookalike.index.card import CARD_FILE, dataset_card
+from lookalike.index.durable import fsync_directory, fsync_tree
 from lookalike.index.search import AnnReuse
 from lookalike.index.serving_cache import (
     CACHE_DIR,
@@ -125,18 +126,22 @@ class IndexWriter:
         data_files = f"{DATA_DIR}/train-{digest}-*.parquet"
         (self.staging / CARD_FILE).write_text(dataset_card(metadata, self.label_counts, data_files, licence))
         (self.staging / METADATA_FILE).write_text(metadata.to_json())
+        fsync_tree(self.staging)  # the data on disk before the rename makes it visible
         swap_into_place(self.staging, self.output)
+        fsync_directory(self.output.parent)  # and the rename itself
         return self.output
 
 
 def swap_into_place(staging: Path, target: Path) -> None:
+    """Put `staging` where `target` is, atomically where Linux can, never leaving `target` missing for long."""
+    retired = target.with_name(f".{target.name}.old")
     if not target.exists():
         os.rename(staging, target)
+        shutil.rmtree(retired, ignore_errors=True)  # the old copy of a swap that was interrupted halfway
         return
     if _exchange(staging, target):
         shutil.rmtree(staging)
         return
-    retired = target.with_name(f".{target.name}.old")
     shutil.rmtree(retired, ignore_errors=True)
     os.rename(target, retired)
     os.rename(staging, target)

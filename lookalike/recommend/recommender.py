@@ -18,10 +18,16 @@ from lookalike.index.store import EmbeddingIndex, load_index
 from lookalike.recommend.duplicates import DUPLICATE_SIMILARITY, collapse_near_duplicates
 from lookalike.recommend.feedback import MAX_SET_SIZE, combine_set, rocchio
 from lookalike.recommend.filters import CategoryColumn, CategoryFilter
+from lookalike.runtime import release_freed_memory
 
-# An upload this close to a catalog item is that item's own photo (re-encoded, resized):
-# it is the query, not a recommendation. Two different crops of one photo score 0.93-0.99.
-SAME_PHOTO_SIMILARITY = 0.995
+# An upload this close to a catalog item is that item's own photo (re-encoded, resized): it is
+# the query, not a recommendation. The same threshold as near-duplicate products, so that what
+# counts as "the same picture" is one thing. Measured on the bundled catalog (efficientnet-lite0,
+# benchmarks/own_photo.py): resized and re-encoded copies score 0.95-1.0 against their original,
+# where 0.995 caught only 2-88 % of them; the closest two different products score 0.944.
+SAME_PHOTO_SIMILARITY = DUPLICATE_SIMILARITY
+# Embedding this many pictures at once (a heat-map embeds 50) leaves buffers worth trimming.
+TRIM_AFTER_BATCH = 8
 
 
 @dataclass(frozen=True)
@@ -97,14 +103,18 @@ class Recommender:
         """
         index = load_index(path)
         backbone = load_backbone(index.metadata.model_id, models_root)
-        return cls(index, backbone, load_inference(backbone, inference))
+        # Queries are served for days: memory a big batch took is given back (InferenceConfig.shrink_arena).
+        return cls(index, backbone, load_inference(backbone, inference or InferenceConfig(shrink_arena=True)))
 
     @property
     def name(self) -> str:
         return self.index.metadata.model_id
 
     def embed(self, images: Sequence[ImageSource]) -> np.ndarray:
-        return embed_images(self.backbone, [open_image(image) for image in images], inference=self.inference)
+        vectors = embed_images(self.backbone, [open_image(image) for image in images], inference=self.inference)
+        if len(images) >= TRIM_AFTER_BATCH:  # its buffers are free now: hand their pages back
+            release_freed_memory()
+        return vectors
 
     def recommend(self, image: ImageSource, k: int = 5, metric: Metric | str = Metric.COSINE) -> list[Recommendation]:
         """The k catalog products most similar to a picture; the picture's own item is left out."""
