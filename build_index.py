@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from lookalike.backbones.inference import InferenceKind
+from lookalike.backbones.inference import InferenceKind, Precision
 from lookalike.backbones.registry import DEFAULT_BACKBONE, available_backbones
 from lookalike.build.builder import BuildConfig, Engine, build_index
 from lookalike.build.ray_engine import RayConfig
@@ -41,9 +41,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--inference",
         choices=[kind.value for kind in InferenceKind],
         default=InferenceKind.AUTO.value,
-        help="what runs the model: auto = ONNX Runtime if installed (same embeddings, faster), else PyTorch",
+        help="what runs the model: auto = the fastest installed runtime with PyTorch's embeddings "
+        "(OpenVINO, then ONNX Runtime, then PyTorch)",
     )
-    parser.add_argument("--decode-workers", type=int, default=2, help="threads decoding images during inference")
+    parser.add_argument(
+        "--precision",
+        choices=[precision.value for precision in Precision],
+        default=Precision.FP32.value,
+        help="bf16 about doubles the model's speed on CPUs with native bfloat16 (AVX-512 BF16, AMX); its "
+        "neighbours differ slightly from fp32's (benchmarks/run.py prints by how much). Recorded in the metadata",
+    )
+    parser.add_argument(
+        "--decode-workers",
+        type=int,
+        default=BuildConfig().decode_workers,
+        help="threads decoding images during inference (default: one per core)",
+    )
     parser.add_argument("--image-column", default="image", help="image column of a Hub dataset")
     parser.add_argument("--label-column", default="label", help="category column of a Hub dataset")
     parser.add_argument("--id-column", help="id column of a Hub dataset (default: row number)")
@@ -87,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         batch_size=args.batch_size,
         chunk_size=args.chunk_size,
         inference=args.inference,
+        precision=args.precision,
         decode_workers=args.decode_workers,
         test_fraction=args.test_fraction,
         split_seed=args.seed,

@@ -21,13 +21,16 @@ class ImageError(ValueError):
     """An input that cannot be read as a picture; the message is meant for the user."""
 
 
-def open_image(source: ImageSource) -> Image.Image:
+def open_image(source: ImageSource, min_size: int | None = None) -> Image.Image:
     """Return `source` as an RGB image, upright, with transparency composited onto white.
 
     Accepts a path, raw bytes, a PIL image or an HxW / HxWxC uint8 array. Raises ImageError
-    with a readable reason for anything that is not a decodable image.
+    with a readable reason for anything that is not a decodable image. With `min_size`, a JPEG
+    at least twice that on both sides is decoded at 1/2, 1/4 or 1/8 scale (`Image.draft`), never
+    below `min_size`: a 12-megapixel photo then decodes several times faster, for a model that
+    reads 224 px anyway.
     """
-    image = _decode(source)
+    image = _decode(source, min_size)
     try:
         if getattr(image, "n_frames", 1) > 1:
             image.seek(0)  # animated GIF/WebP: the first frame stands for the product
@@ -37,7 +40,7 @@ def open_image(source: ImageSource) -> Image.Image:
         raise ImageError(f"The image data is damaged or incomplete ({error}).") from error
 
 
-def _decode(source: ImageSource) -> Image.Image:
+def _decode(source: ImageSource, min_size: int | None = None) -> Image.Image:
     if isinstance(source, Image.Image):
         return source
     if isinstance(source, np.ndarray):
@@ -58,6 +61,10 @@ def _decode(source: ImageSource) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
             _check_size(image)
+            if min_size and image.format == "JPEG":
+                # Both sides stay >= min_size, so any later rotation (EXIF) still leaves a shortest
+                # edge of min_size; the tag itself is kept, and applied by the caller as for any image.
+                image.draft(None, (min_size, min_size))
             image.load()
     except ImageError:
         raise  # already says what is wrong; it is a ValueError, so the clause below would reword it

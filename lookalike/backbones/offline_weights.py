@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from transformers import EfficientNetConfig, EfficientNetModel, MobileNetV2Config, MobileNetV2Model
+if TYPE_CHECKING:
+    from transformers import EfficientNetConfig, EfficientNetModel, MobileNetV2Model
+
+# torch and transformers are imported by the loaders only: the weights' paths (what a cached export is
+# checked against) are needed at start-up, the heavy packages only when a model is built.
 
 
 class MissingWeightsError(RuntimeError):
@@ -37,6 +41,8 @@ def mobilenet_v2_weights_path() -> Path:
 
 
 def efficientnet_lite0_config() -> EfficientNetConfig:
+    from transformers import EfficientNetConfig
+
     return EfficientNetConfig(
         width_coefficient=1.0,
         depth_coefficient=1.0,
@@ -67,6 +73,9 @@ _OPEN_GATE_BIAS = 50.0
 
 def load_efficientnet_lite0() -> EfficientNetModel:
     """EfficientNet-Lite0 (ImageNet top-1 75.1 %) as a transformers EfficientNetModel."""
+    import torch
+    from transformers import EfficientNetModel
+
     source = torch.load(efficientnet_lite0_weights_path(), map_location="cpu", weights_only=True)
     model = EfficientNetModel(efficientnet_lite0_config())
     state = {}
@@ -88,6 +97,9 @@ def load_efficientnet_lite0() -> EfficientNetModel:
 
 def load_mobilenet_v2() -> MobileNetV2Model:
     """torchvision's MobileNetV2 IMAGENET1K_V1 (top-1 71.9 %) as a transformers MobileNetV2Model."""
+    import torch
+    from transformers import MobileNetV2Config, MobileNetV2Model
+
     source = torch.load(mobilenet_v2_weights_path(), map_location="cpu", weights_only=True)
     model = MobileNetV2Model(MobileNetV2Config(tf_padding=False, layer_norm_eps=1e-5, hidden_act="relu6"))
     # Both networks register the same tensors in the same order; only the names differ.

@@ -46,7 +46,8 @@ class IndexMetadata:
     n_items: int
     split_column: str | None = None  # set when the source's own split was kept instead of the seeded one
     skipped: list[dict[str, str]] = field(default_factory=list)
-    inference: str | None = None  # what ran the model (onnx, torch, ...); None: built before it was recorded
+    inference: str | None = None  # what ran the model (openvino, onnx, torch, ...); None: built before it was recorded
+    precision: str = "fp32"  # the model's arithmetic: "fp32" (exact), or the opt-in "bf16"; older builds were fp32
     search: str = EXACT_SEARCH  # how queries search these embeddings: "exact", or "ivf-sq8" with ANN_FILE
     ann: dict[str, int] | None = None  # the AnnConfig of ANN_FILE, when there is one
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))

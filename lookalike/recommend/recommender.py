@@ -95,7 +95,11 @@ class Recommender:
         A backbone that is a relative model folder is looked up under `models_root`.
         """
         index = load_index(path)
-        backbone = load_backbone(index.metadata.model_id, models_root)
+        inference = inference or InferenceConfig()
+        # With the index's fingerprint, a cached export serves without building the torch module.
+        backbone = load_backbone(
+            index.metadata.model_id, models_root, index.metadata.weights_fingerprint, inference.cache_dir
+        )
         return cls(index, backbone, load_inference(backbone, inference))
 
     @property
