@@ -149,7 +149,8 @@ def test_openvino_ir_is_cached_by_weights_and_compiled_once(backbone, tmp_path):
     assert path == openvino_model_path(backbone.name, backbone.fingerprint, tmp_path)
     modified = path.stat().st_mtime_ns
     assert export_openvino(backbone, tmp_path).stat().st_mtime_ns == modified
-    load_inference(backbone, InferenceConfig(kind=InferenceKind.OPENVINO, cache_dir=tmp_path))
+    inference = load_inference(backbone, InferenceConfig(kind=InferenceKind.OPENVINO, cache_dir=tmp_path))
+    assert inference.features(np.zeros((2, 3, 224, 224), np.float32)).shape == (2, 1280)  # compiled by now
     assert any(openvino_runtime.compiled_cache_dir(tmp_path).glob("*.blob"))  # what a restart loads
 
 

@@ -16,7 +16,7 @@ from typing import Protocol
 import numpy as np
 
 from lookalike.backbones.exports import default_cache_dir, export_stem, write_manifest
-from lookalike.backbones.openvino_runtime import OpenVinoInference, export_openvino
+from lookalike.backbones.openvino_runtime import OpenVinoInference, export_openvino, openvino_model_path
 from lookalike.backbones.registry import Backbone
 
 __all__ = ["default_cache_dir"]  # re-exported: callers found it here before exports.py existed
@@ -72,6 +72,11 @@ class InferenceConfig:
             raise ValueError("ONNX Runtime runs these models in fp32 only: use --inference openvino or auto for bf16")
 
 
+def accepts_uint8(inference: Inference) -> bool:
+    """Whether a runtime normalises uint8 crops itself (see `Inference`)."""
+    return bool(getattr(inference, "accepts_uint8", False))
+
+
 def config_named(runtime: str, **fields) -> InferenceConfig:
     """The config that loads the runtime an `Inference.name` names ("openvino-bf16", "onnx", ...) again."""
     kind, _, precision = runtime.partition("-")
@@ -81,7 +86,11 @@ def config_named(runtime: str, **fields) -> InferenceConfig:
 
 
 class Inference(Protocol):
-    """Pooled features (before normalisation) of a float32 NCHW batch."""
+    """Pooled features (before normalisation) of a float32 NCHW batch.
+
+    A runtime with `accepts_uint8` also takes the uint8 NHWC centre crops (`Preprocessing.crop_array`)
+    and normalises them itself; `accepts_uint8(inference)` reads that for any runtime.
+    """
 
     name: str
 
@@ -177,8 +186,13 @@ def _load(kind: InferenceKind, backbone: Backbone, config: InferenceConfig) -> I
         torch.set_num_threads(config.threads)
         return TorchInference(backbone, bf16=bf16)
     if kind is InferenceKind.OPENVINO:
+        # An IR converted by an earlier run was compiled by it too (into OpenVINO's cache): compiling it again
+        # can run in the background. A first conversion compiles here, where a failure can still fall back.
+        converted_before = openvino_model_path(backbone.name, backbone.fingerprint, config.cache_dir).is_file()
         path = export_openvino(backbone, config.cache_dir)
-        inference = OpenVinoInference(path, config.threads, bf16, config.cache_dir)
+        inference = OpenVinoInference(
+            path, config.threads, bf16, config.cache_dir, converted_before, backbone.preprocessing
+        )
     else:
         inference = OnnxInference(export_onnx(backbone, config.cache_dir), config.threads)
     _remember(backbone, config.cache_dir)

@@ -69,6 +69,10 @@ class Preprocessing:
         )
         return image.resize((self.crop_size, self.crop_size), _RESAMPLING[self.resample], box=box)
 
+    def crop_array(self, image: Image.Image) -> np.ndarray:
+        """The centre crop as uint8 (H, W, 3): for runtimes that scale and normalise in their own graph."""
+        return np.asarray(self.crop(image), dtype=np.uint8)
+
     def to_array(self, image: Image.Image, out: np.ndarray | None = None) -> np.ndarray:
         """One RGB picture as a normalised float32 CHW array, written into `out` when given."""
         # (x / 255 - mean) / std folded into one multiply-add per pixel.

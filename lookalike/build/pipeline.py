@@ -12,7 +12,7 @@ from typing import TypeVar
 import numpy as np
 
 from lookalike.backbones.embedding import l2_normalize
-from lookalike.backbones.inference import Inference
+from lookalike.backbones.inference import Inference, accepts_uint8
 from lookalike.backbones.preprocessing import Preprocessing
 from lookalike.images import ImageError, ImageSource, encode_jpeg, open_image, thumbnail
 
@@ -46,7 +46,7 @@ class PipelineConfig:
 class PreparedImage:
     """One decoded picture ready for the model, or why it could not be read."""
 
-    pixels: np.ndarray | None  # (3, H, W) float32
+    pixels: np.ndarray | None  # (3, H, W) float32, or the (H, W, 3) uint8 crop for a runtime that normalises
     thumbnail_jpeg: bytes | None = None
     error: str | None = None
 
@@ -68,8 +68,13 @@ def ordered_map(
             yield pending.popleft().result()
 
 
-def prepare(source: ImageSource, preprocessing: Preprocessing, with_thumbnail: bool = False) -> PreparedImage:
-    """Decode one source into model input (and the stored thumbnail); unreadable ones carry their reason."""
+def prepare(
+    source: ImageSource, preprocessing: Preprocessing, with_thumbnail: bool = False, uint8: bool = False
+) -> PreparedImage:
+    """Decode one source into model input (and the stored thumbnail); unreadable ones carry their reason.
+
+    With `uint8` the input is the crop itself, for a runtime that normalises it (`accepts_uint8`).
+    """
     try:
         # Draft-decode large JPEGs to about twice the resize target: the resize still has real pixels to
         # average (so the result stays close to a full decode), at a fraction of the decoding cost.
@@ -77,7 +82,8 @@ def prepare(source: ImageSource, preprocessing: Preprocessing, with_thumbnail: b
     except ImageError as error:
         return PreparedImage(pixels=None, error=str(error))
     jpeg = encode_jpeg(thumbnail(image)) if with_thumbnail else None
-    return PreparedImage(pixels=preprocessing.to_array(image), thumbnail_jpeg=jpeg)
+    pixels = preprocessing.crop_array(image) if uint8 else preprocessing.to_array(image)
+    return PreparedImage(pixels=pixels, thumbnail_jpeg=jpeg)
 
 
 def embed_batches(
@@ -112,7 +118,10 @@ def embed_sources(
     """Unit-norm embeddings of every readable source (rows in order) and, per source, its error."""
     config = config or PipelineConfig()
     prepared = ordered_map(
-        lambda source: prepare(source, preprocessing), sources, config.decode_workers, ahead=2 * config.batch_size
+        lambda source: prepare(source, preprocessing, uint8=accepts_uint8(inference)),
+        sources,
+        config.decode_workers,
+        ahead=2 * config.batch_size,
     )
     chunks, errors = [], []
     for batch, features in embed_batches(inference, prepared, config.batch_size):
