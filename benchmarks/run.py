@@ -93,7 +93,6 @@ def app_start_s(scratch: Path) -> float:
         "GRADIO_SERVER_NAME": "127.0.0.1",
         "GRADIO_SERVER_PORT": str(port),
         "GRADIO_TEMP_DIR": str(scratch),
-        "GRADIO_ANALYTICS_ENABLED": "False",
     }
     env.pop("GLIBC_TUNABLES", None)  # app.py sets it itself, with a restart: part of what is measured
     start = time.perf_counter()
