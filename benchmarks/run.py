@@ -2,7 +2,7 @@
 
     python benchmarks/run.py [--quick] [--json FILE]
 
---quick (about a minute and a half): 24 images, catalogs of 10k and 50k. Full: 273 images, 10k, 100k and 1M.
+--quick: 24 images, catalogs of 10k and 50k. Full: 273 images, 10k, 100k and 1M.
 Both measure the fp32 and the bf16 fast paths against the naive loop, bf16's retrieval agreement with fp32 on
 the bundled catalog, one query's forward pass, and the app's cold start through HTTP.
 The CPU may be shared: compare figures from the same run, not across runs, and quote the load average printed.
@@ -202,7 +202,7 @@ def print_embedding(e: EmbeddingFigures) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="small sizes, about a minute and a half")
+    parser.add_argument("--quick", action="store_true", help="24 images, catalogs of 10k and 50k")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     measured = measure(QUICK if args.quick else BenchmarkPlan())
