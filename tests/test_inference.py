@@ -255,3 +255,15 @@ def test_bf16_is_an_explicit_build_option_recorded_in_the_metadata(small_catalog
     values = json.loads((small_index_dir / METADATA_FILE).read_text())
     del values["precision"]
     assert IndexMetadata.from_json(json.dumps(values)).precision == "fp32"
+
+
+def test_a_background_compilation_failure_surfaces_at_first_use(tmp_path):
+    broken = tmp_path / "broken.xml"
+    broken.write_text("<net>not a model</net>")
+    with pytest.raises(RuntimeError):  # compiled here: the caller can still fall back
+        openvino_runtime.OpenVinoInference(broken, threads=1, bf16=False, cache_dir=tmp_path)
+    deferred = openvino_runtime.OpenVinoInference(broken, threads=1, bf16=False, cache_dir=tmp_path, background=True)
+    with pytest.raises(RuntimeError):
+        deferred.features(np.zeros((1, 3, 224, 224), np.float32))
+    with pytest.raises(ValueError, match="uint8 crops need"):
+        deferred.features(np.zeros((1, 224, 224, 3), np.uint8))
