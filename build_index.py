@@ -25,6 +25,7 @@ BUILD_OPTIONS = (
     "batch_size",
     "chunk_size",
     "inference",
+    "precision",
     "decode_workers",
     "test_fraction",
     "split_seed",

@@ -62,6 +62,21 @@ def test_exif_orientation_is_applied():
     assert image.size == (20, 40)
 
 
+def test_large_jpeg_is_draft_decoded_upright_and_never_below_min_size():
+    # Left half red, right half blue, 1600x800, tagged "rotate 90 degrees clockwise to display".
+    wide = Image.new("RGB", (1600, 800), "red")
+    wide.paste("blue", (800, 0, 1600, 800))
+    exif = wide.getexif()
+    exif[0x0112] = 6
+    data = encoded(wide, "JPEG", exif=exif, quality=95)
+    full, draft = open_image(data), open_image(data, min_size=300)
+    assert full.size == (800, 1600) and draft.size == (200 * 2, 400 * 2)  # 1/2 scale: 1/4 would give 200 < 300
+    # Upright the same way: red on top after the rotation, as in the full decode.
+    assert draft.getpixel((200, 100))[0] > 200 and draft.getpixel((200, 700))[2] > 200
+    assert full.getpixel((400, 200))[0] > 200 and full.getpixel((400, 1400))[2] > 200
+    assert open_image(encoded(wide, "PNG"), min_size=300).size == (1600, 800)  # only JPEG has drafts
+
+
 def test_animated_gif_gives_its_first_frame():
     frames = [Image.new("RGB", (8, 8), color) for color in ("red", "blue")]
     data = io.BytesIO()

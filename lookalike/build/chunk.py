@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import pyarrow as pa
 
 from lookalike.backbones.embedding import l2_normalize
-from lookalike.backbones.inference import Inference
+from lookalike.backbones.inference import Inference, accepts_uint8
 from lookalike.backbones.preprocessing import Preprocessing
 from lookalike.build.pipeline import PipelineConfig, embed_batches, ordered_map, prepare
 from lookalike.catalog import CatalogItem
@@ -28,7 +28,7 @@ def embed_chunk(
 ) -> pa.Table:
     """Decode on `pipeline.decode_workers` threads while the model runs; rows in the order of `items`."""
     prepared = ordered_map(
-        lambda item: prepare(item.image, preprocessing, with_thumbnail=True),
+        lambda item: prepare(item.image, preprocessing, with_thumbnail=True, uint8=accepts_uint8(inference)),
         items,
         workers=pipeline.decode_workers,
         ahead=2 * pipeline.batch_size,

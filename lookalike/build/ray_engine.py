@@ -10,7 +10,6 @@ from types import ModuleType
 
 import pyarrow as pa
 
-from lookalike.backbones.inference import InferenceKind
 from lookalike.build.pipeline import PipelineConfig
 from lookalike.catalog import CatalogItem
 
@@ -39,12 +38,13 @@ class ChunkEmbedder:
     """A Ray Data actor: loads the backbone once, then embeds every batch it is given."""
 
     def __init__(self, model: str, inference: str, threads: int, pipeline: PipelineConfig) -> None:
-        from lookalike.backbones.inference import InferenceConfig, load_inference
+        from lookalike.backbones.inference import config_named, load_inference
         from lookalike.backbones.registry import load_backbone
 
         backbone = load_backbone(model)
         self.preprocessing = backbone.preprocessing
-        self.inference = load_inference(backbone, InferenceConfig(kind=inference, threads=threads))
+        # The runtime the driver resolved ("openvino-bf16", "onnx", ...): every actor runs the same.
+        self.inference = load_inference(backbone, config_named(inference, threads=threads))
         self.pipeline = pipeline
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -60,7 +60,7 @@ class ChunkEmbedder:
 def embed_chunks_on_ray(
     chunks: Sequence[Sequence[CatalogItem]],
     model: str,
-    inference: InferenceKind,
+    inference: str,
     pipeline: PipelineConfig,
     config: RayConfig,
 ) -> Iterator[pa.Table]:
@@ -70,7 +70,7 @@ def embed_chunks_on_ray(
     # What each actor is built with (ChunkEmbedder's arguments).
     embedder = {
         "model": model,
-        "inference": InferenceKind(inference).value,
+        "inference": str(inference),  # a runtime the build resolved, e.g. openvino-bf16
         "threads": config.cpus_per_actor,
         "pipeline": pipeline,
     }

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from lookalike.backbones.registry import pooled_features
+from lookalike.backbones.pooling import PooledFeatures
 
 
 @dataclass
@@ -42,17 +42,6 @@ class Trunk:
         return [p for block in self.blocks[n_frozen:] for p in block.parameters()]
 
 
-class _WholeModel(nn.Module):
-    """An architecture we cannot split: one block, nothing to cache."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return pooled_features(self.model, pixel_values)
-
-
 def _flat_pool(pooler: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     return lambda hidden: pooler(hidden).flatten(1)
 
@@ -68,4 +57,5 @@ def trunk_of(model: nn.Module) -> Trunk:
         return Trunk([model.conv_stem, *model.layer, model.conv_1x1], _flat_pool(model.pooler))
     if kind == "ResNetModel":
         return Trunk([model.embedder, *model.encoder.stages], _flat_pool(model.pooler))
-    return Trunk([_WholeModel(model)], lambda features: features)
+    # An architecture we cannot split: one block (the same module the exporters trace), nothing to cache.
+    return Trunk([PooledFeatures(model)], lambda features: features)

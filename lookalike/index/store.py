@@ -48,7 +48,8 @@ class IndexMetadata:
     n_items: int
     split_column: str | None = None  # set when the source's own split was kept instead of the seeded one
     skipped: list[dict[str, str]] = field(default_factory=list)
-    inference: str | None = None  # what ran the model (onnx, torch, ...); None: built before it was recorded
+    inference: str | None = None  # what ran the model (openvino, onnx, torch, ...); None: built before it was recorded
+    precision: str = "fp32"  # the model's arithmetic: "fp32" (exact), or the opt-in "bf16"; older builds were fp32
     search: SearchMethod = field(default_factory=SearchMethod)  # exact, or an approximate index's settings
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 

@@ -102,9 +102,13 @@ class Recommender:
         A backbone that is a relative model folder is looked up under `models_root`.
         """
         index = load_index(path)
-        backbone = load_backbone(index.metadata.model_id, models_root)
         # Queries are served for days: memory a big batch took is given back (InferenceConfig.shrink_arena).
-        return cls(index, backbone, load_inference(backbone, inference or InferenceConfig(shrink_arena=True)))
+        inference = inference or InferenceConfig(shrink_arena=True)
+        # With the index's fingerprint, a cached export serves without building the torch module.
+        backbone = load_backbone(
+            index.metadata.model_id, models_root, index.metadata.weights_fingerprint, inference.cache_dir
+        )
+        return cls(index, backbone, load_inference(backbone, inference))
 
     @property
     def name(self) -> str:
