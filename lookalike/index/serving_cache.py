@@ -84,8 +84,12 @@ class CacheWriter:
     def __init__(self, folder: Path, n_rows: int, dim: int, schema: pa.Schema) -> None:
         self.folder, self.n_rows, self.dim, self.written = Path(folder), n_rows, dim, 0
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.matrix = np.lib.format.open_memmap(
-            self.folder / EMBEDDINGS_FILE, mode="w+", dtype=np.float32, shape=(n_rows, dim)
+        # Written row block by row block through a plain file, not a memory map: the pages of a map
+        # written in full would stay in this process's resident set until it closes.
+        self.matrix = open(self.folder / EMBEDDINGS_FILE, "wb")  # noqa: SIM115 (closed in close())
+        descr = np.lib.format.dtype_to_descr(np.dtype("<f4"))
+        np.lib.format.write_array_header_1_0(
+            self.matrix, {"descr": descr, "fortran_order": False, "shape": (n_rows, dim)}
         )
         self.rows_schema = rows_schema(schema)
         self.rows_writer = pa.ipc.new_stream(str(self.folder / ROWS_FILE), self.rows_schema)
@@ -96,7 +100,7 @@ class CacheWriter:
         if end > self.n_rows:
             raise ValueError(f"{end} rows written into a cache sized for {self.n_rows}")
         vectors = embedding_matrix(block.column(EMBEDDING_COLUMN), self.dim)
-        self.matrix[self.written : end] = vectors
+        self.matrix.write(np.ascontiguousarray(vectors, dtype="<f4").tobytes())
         self.rows_writer.write_table(block.drop_columns([EMBEDDING_COLUMN]).cast(self.rows_schema))
         self.written = end
         return vectors
@@ -105,8 +109,7 @@ class CacheWriter:
         if self.written != self.n_rows:
             raise ValueError(f"the cache expected {self.n_rows} rows, got {self.written}")
         self.rows_writer.close()
-        self.matrix.flush()
-        del self.matrix
+        self.matrix.close()
         (self.folder / STAMP_FILE).write_text(json.dumps(stamp))
         return ServingCache(self.folder)
 
