@@ -21,7 +21,6 @@ import os
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -37,7 +36,7 @@ import httpx
 
 from benchmarks.hostile_inputs import Upload, big_picture, data_url_over_cap, fuzzed_uploads, pixel_bomb, seed_files
 from lookalike.catalog import REPO_ROOT
-from tests.local_server import free_port, wait_for_port
+from tests.local_server import running_app_process
 
 BACKBONE = "efficientnet-lite0"
 ENDPOINTS = ("recommend", "search", "recommend_set", "recommend_region", "compare", "explain")
@@ -204,29 +203,10 @@ class PeakRss:
 @contextmanager
 def started_app(embeddings: Path, scratch: Path, env: dict[str, str]):
     """`python app.py` on a free 127.0.0.1 port with its own temp folder: (url, pid, temp folder)."""
-    port, temp_dir, log_path = free_port(), scratch / "gradio-temp", scratch / "app.log"
+    temp_dir = scratch / "gradio-temp"
     temp_dir.mkdir()
-    env = {
-        **os.environ,
-        **env,
-        "LOOKALIKE_EMBEDDINGS": str(embeddings),
-        "GRADIO_SERVER_NAME": "127.0.0.1",
-        "GRADIO_SERVER_PORT": str(port),
-        "GRADIO_TEMP_DIR": str(temp_dir),
-        "GRADIO_ANALYTICS_ENABLED": "False",
-    }
-    with open(log_path, "w") as log:
-        process = subprocess.Popen([sys.executable, "app.py"], cwd=REPO_ROOT, env=env, stdout=log, stderr=log)
-    try:
-        wait_for_port(port, process, log_path)
-        yield f"http://127.0.0.1:{port}/", process.pid, temp_dir
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with running_app_process(embeddings, scratch / "app.log", {**env, "GRADIO_TEMP_DIR": str(temp_dir)}) as (url, app):
+        yield url, app.pid, temp_dir
 
 
 @dataclass(frozen=True)

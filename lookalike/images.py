@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -79,20 +81,8 @@ def check_image_file(path: str | Path) -> None:
     if not path.is_file():
         raise ImageError(f"No image file at {path}.")
     _check_bytes(path.stat().st_size)
-    with open(path, "rb") as file:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                with Image.open(file) as image:
-                    _check_size(image)
-        except ImageError:
-            raise
-        except UnidentifiedImageError as error:
-            raise ImageError(_NOT_AN_IMAGE) from error
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-            raise ImageError(_TOO_LARGE) from error
-        except (OSError, ValueError, SyntaxError) as error:
-            raise ImageError(f"The image data is damaged or incomplete ({error}).") from error
+    with open(path, "rb") as file, _read_as_image_error(), Image.open(file) as image:
+        _check_size(image)
 
 
 def _check_bytes(size: int) -> None:
@@ -121,14 +111,22 @@ def _decode(source: ImageSource, min_size: int | None = None) -> Image.Image:
     else:
         raise ImageError(f"Cannot read an image from a {type(source).__name__}.")
     _check_bytes(len(data))
+    with _read_as_image_error():
+        image = Image.open(io.BytesIO(data))
+        _check_size(image)  # from the header: nothing is decoded yet
+        if image.format == "JPEG":
+            _draft(image, min_size)
+        image.load()
+    return image
+
+
+@contextlib.contextmanager
+def _read_as_image_error() -> Iterator[None]:
+    """Pillow's many failures while opening or decoding, as one ImageError with a readable reason."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            _check_size(image)  # from the header: nothing is decoded yet
-            if image.format == "JPEG":
-                _draft(image, min_size)
-            image.load()
+            yield
     except ImageError:
         raise  # already says what is wrong; it is a ValueError, so the clause below would reword it
     except UnidentifiedImageError as error:
@@ -137,7 +135,6 @@ def _decode(source: ImageSource, min_size: int | None = None) -> Image.Image:
         raise ImageError(_TOO_LARGE) from error
     except (OSError, ValueError, SyntaxError) as error:
         raise ImageError(f"The image data is damaged or incomplete ({error}).") from error
-    return image
 
 
 def _draft(image: Image.Image, min_size: int | None) -> None:

@@ -33,8 +33,10 @@ def wait_for_port(port: int, process: subprocess.Popen, log_path: Path, timeout:
 
 
 @contextmanager
-def running_app(embeddings_dir: Path, log_path: Path, extra_env: dict[str, str] | None = None) -> Iterator[str]:
-    """Start app.py serving `embeddings_dir` on 127.0.0.1 and yield its URL; stop it on exit.
+def running_app_process(
+    embeddings_dir: Path, log_path: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Start app.py serving `embeddings_dir` on 127.0.0.1 and yield its URL and process; stop it on exit.
 
     The server's output goes to a file, not a pipe: a pipe nobody reads fills up after enough
     logged errors and then blocks the server mid-request.
@@ -54,7 +56,7 @@ def running_app(embeddings_dir: Path, log_path: Path, extra_env: dict[str, str] 
         )
     try:
         wait_for_port(port, process, log_path)
-        yield f"http://127.0.0.1:{port}/"
+        yield f"http://127.0.0.1:{port}/", process
     finally:
         process.terminate()
         try:
@@ -62,3 +64,10 @@ def running_app(embeddings_dir: Path, log_path: Path, extra_env: dict[str, str] 
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@contextmanager
+def running_app(embeddings_dir: Path, log_path: Path, extra_env: dict[str, str] | None = None) -> Iterator[str]:
+    """`running_app_process`, yielding the URL only."""
+    with running_app_process(embeddings_dir, log_path, extra_env) as (url, _):
+        yield url
