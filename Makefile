@@ -1,6 +1,8 @@
 # The two commands of the README: `make app` and `make test`. Both install what they need first.
 PYTHON ?= python3
 PIP = $(PYTHON) -m pip install --quiet --disable-pip-version-check
+# Text files are UTF-8 whatever the machine's locale (a C locale would make Python read and write ASCII).
+export PYTHONUTF8 = 1
 
 .PHONY: install install-dev app test lint
 

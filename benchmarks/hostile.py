@@ -163,7 +163,7 @@ def sse_outcome(stream: str) -> Outcome:
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+    for line in Path(f"/proc/{pid}/status").read_text(encoding="utf-8").splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmRSS for {pid}")
@@ -366,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     figures["glibc_tunables"] = args.glibc_tunables if args.glibc_tunables is not None else "app default"
     print(json.dumps(figures, indent=2))
     if args.json:
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+        args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     failed = sum(f["unreadable_errors"] + f["server_errors"] for f in figures["fuzz"].values())
     return 0 if failed == 0 and figures["still_answers"] else 1
 

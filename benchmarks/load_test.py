@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     for failure in figures["failures_sample"]:
         print(f"  failed: {failure}")
     if args.json:
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+        args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     return 1 if figures["failed"] else 0
 
 

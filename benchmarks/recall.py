@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     figures.update(measure(index.embeddings, index.labels, args.queries))
     print(json.dumps(figures, indent=2))
     if args.json:
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+        args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     return 0
 
 

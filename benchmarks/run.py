@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     print("Load average (1, 5, 15 min) at the end of this run: " + ", ".join(f"{v:.2f}" for v in measured.load_average))
 
     if args.json:
-        args.json.write_text(json.dumps(as_json(measured, args.quick), indent=2))
+        args.json.write_text(json.dumps(as_json(measured, args.quick), indent=2), encoding="utf-8")
         print(f"Wrote {args.json}")
     return 0
 

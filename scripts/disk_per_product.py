@@ -32,7 +32,7 @@ def main(folders: list[str]) -> int:
     for name in folders:
         folder = Path(name)
         files = sizes(folder)
-        n = json.loads((folder / METADATA_FILE).read_text())["n_items"]
+        n = json.loads((folder / METADATA_FILE).read_text(encoding="utf-8"))["n_items"]
         if is_legacy_layout(folder):
             print(f"{name:<32} {n:>8} {'(old layout)':>17} {'':>16} {sum(files.values()) / n:>16,.0f}")
             continue

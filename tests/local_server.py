@@ -24,12 +24,12 @@ def wait_for_port(port: int, process: subprocess.Popen, log_path: Path, timeout:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"app.py exited with {process.returncode}:\n{log_path.read_text()}")
+            raise RuntimeError(f"app.py exited with {process.returncode}:\n{log_path.read_text(encoding='utf-8')}")
         with socket.socket() as sock:
             if sock.connect_ex(("127.0.0.1", port)) == 0:
                 return
         time.sleep(0.3)
-    raise TimeoutError(f"app.py did not listen on {port} within {timeout} s:\n{log_path.read_text()}")
+    raise TimeoutError(f"app.py did not listen on {port} within {timeout} s:\n{log_path.read_text(encoding='utf-8')}")
 
 
 @contextmanager

@@ -119,4 +119,6 @@ def test_cli_ann_switch(small_catalog_dir, tmp_path, capsys):
     assert "Embedded 24 images; search: ivf-sq8" in capsys.readouterr().out and (output / ANN_FILE).is_file()
     assert build_index.main([*args, "--ann", "off"]) == 0
     assert "Embedded 0 images, reused 24 unchanged from the previous build; search: exact" in capsys.readouterr().out
-    assert not (output / ANN_FILE).exists() and '"method": "exact"' in (output / METADATA_FILE).read_text()
+    assert not (output / ANN_FILE).exists() and '"method": "exact"' in (output / METADATA_FILE).read_text(
+        encoding="utf-8"
+    )

@@ -17,7 +17,7 @@ def module_name(path: Path) -> str:
 
 def imported_modules(path: Path, known: set[str]) -> set[str]:
     """Every lookalike module `path` imports, lazy imports inside functions included, TYPE_CHECKING ones not."""
-    tree = ast.parse(path.read_text())
+    tree = ast.parse(path.read_text(encoding="utf-8"))
     skipped: set[int] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
@@ -82,15 +82,17 @@ def test_few_modules_at_the_top_and_a_sub_package_per_stage():
     assert len(top) <= 8, top
     assert len(packages) >= 4
     for package in packages:
-        docstring = ast.get_docstring(ast.parse((package / "__init__.py").read_text()))
+        docstring = ast.get_docstring(ast.parse((package / "__init__.py").read_text(encoding="utf-8")))
         assert docstring, f"{package.name}/__init__.py should say its one job"
     assert not {"models", "data"} & {package.name for package in packages}
 
 
 @pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda path: module_name(path))
 def test_every_module_is_small_and_says_its_job(path: Path):
-    assert len(path.read_text().splitlines()) <= 400
-    assert ast.get_docstring(ast.parse(path.read_text())), f"{path.name} should open with a one-line docstring"
+    assert len(path.read_text(encoding="utf-8").splitlines()) <= 400
+    assert ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))), (
+        f"{path.name} should open with a one-line docstring"
+    )
 
 
 def test_imports_run_one_way_between_stages():

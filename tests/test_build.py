@@ -54,7 +54,7 @@ def test_output_is_a_hub_dataset_repository_that_load_dataset_reads(small_index_
     assert (metadata.model_id, metadata.embedding_dim, metadata.split_seed) == ("efficientnet-lite0", 1280, 0)
     assert metadata.preprocessing.crop_size == 224
     assert index.ids == dataset["id"] and np.array_equal(index.embeddings, embeddings)  # the served rows
-    card = (small_index_dir / "README.md").read_text()
+    card = (small_index_dir / "README.md").read_text(encoding="utf-8")
     front_matter = card.split("---")[1]
     assert "license: other" in front_matter and re.search(r"path: data/train-[0-9a-f]{12}-\*\.parquet", front_matter)
     assert "efficientnet-lite0" in card and "load_dataset" in card and str(small_index_dir.parent) not in card
@@ -177,10 +177,10 @@ def test_missing_index_says_how_to_build(tmp_path):
 
 
 def test_push_without_network_fails_clearly_and_keeps_local_output(small_index_dir):
-    before = (small_index_dir / METADATA_FILE).read_text()
+    before = (small_index_dir / METADATA_FILE).read_text(encoding="utf-8")
     with pytest.raises(ConnectionError, match=r"local embeddings .* are intact"):
         push_index_to_hub(small_index_dir, "someone/lookalike-embeddings")
-    assert (small_index_dir / METADATA_FILE).read_text() == before
+    assert (small_index_dir / METADATA_FILE).read_text(encoding="utf-8") == before
     assert len(load_index(small_index_dir)) == 24
 
 

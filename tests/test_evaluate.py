@@ -30,7 +30,7 @@ def direct_precision(embeddings, labels, catalog_mask, query_mask, k, leave_one_
 def test_split_protocol_json_matches_direct_recomputation(small_index_dir, tmp_path):
     out = tmp_path / "eval.json"
     assert evaluate.main([str(small_index_dir), "--k", "1", "5", "--json", str(out)]) == 0
-    figures = json.loads(out.read_text())
+    figures = json.loads(out.read_text(encoding="utf-8"))
     assert set(figures) >= {"model", "n_catalog", "n_queries", "precision_at_k", "mean_similarity_at_k"}
     assert set(figures) >= {"recall_at_k", "map_at_k", "per_category"}
     index = load_index(small_index_dir)
@@ -49,7 +49,7 @@ def test_leave_one_out_beats_the_colour_histogram(small_catalog_dir, small_index
     out = tmp_path / "both.json"
     args = [str(small_index_dir), str(histogram), "--protocol", "leave-one-out", "--k", "5", "--json", str(out)]
     assert evaluate.main(args) == 0
-    cnn, baseline = json.loads(out.read_text())
+    cnn, baseline = json.loads(out.read_text(encoding="utf-8"))
     index = load_index(small_index_dir)
     everything = np.ones(len(index), bool)
     direct = direct_precision(index.embeddings, np.asarray(index.labels), everything, everything, 5, True)
@@ -68,7 +68,7 @@ def test_query_folder_protocol_embeds_with_the_index_backbone(small_index_dir, t
             (queries / category / photo.name).write_bytes(photo.read_bytes())
     out = tmp_path / "q.json"
     assert evaluate.main([str(small_index_dir), "--queries", str(queries), "--k", "3", "--json", str(out)]) == 0
-    figures = json.loads(out.read_text())
+    figures = json.loads(out.read_text(encoding="utf-8"))
     assert figures["n_catalog"] == 24 and figures["precision_at_k"]["3"] > 0.6
 
 
@@ -77,7 +77,7 @@ def test_report_writes_readable_figures(small_index_dir, tmp_path):
     assert evaluate.main([str(small_index_dir), "--k", "1", "3", "--report", str(tmp_path / "report")]) == 0
     for name in ["precision_at_k", "per_category_precision", "hit_miss_similarity", "example_queries", "embedding_map"]:
         assert (tmp_path / "report" / f"{name}.png").stat().st_size > 10_000
-    assert "| `efficientnet-lite0` |" in (tmp_path / "report" / "summary.md").read_text()
+    assert "| `efficientnet-lite0` |" in (tmp_path / "report" / "summary.md").read_text(encoding="utf-8")
 
 
 def test_app_finds_the_latest_report_of_a_model(small_index_dir, tmp_path):
@@ -85,7 +85,7 @@ def test_app_finds_the_latest_report_of_a_model(small_index_dir, tmp_path):
         assert evaluate.main([str(small_index_dir), "--k", "1", "3", "--report", str(tmp_path / name)]) == 0
     os.utime(tmp_path / "older" / RESULTS_FILE, (0, 0))
     (tmp_path / "broken").mkdir()
-    (tmp_path / "broken" / RESULTS_FILE).write_text("{not json")
+    (tmp_path / "broken" / RESULTS_FILE).write_text("{not json", encoding="utf-8")
     report = latest_report(tmp_path, "efficientnet-lite0")
     assert report.path == tmp_path / "newer"
     assert "| `efficientnet-lite0` |" in report.summary

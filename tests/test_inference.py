@@ -252,14 +252,14 @@ def test_bf16_is_an_explicit_build_option_recorded_in_the_metadata(small_catalog
     cosines = np.sum(built.embeddings * load_index(small_index_dir).embeddings, axis=1)
     assert cosines.min() >= BF16_MIN_COSINE
     # A folder written before precision was recorded loads as what it was: fp32.
-    values = json.loads((small_index_dir / METADATA_FILE).read_text())
+    values = json.loads((small_index_dir / METADATA_FILE).read_text(encoding="utf-8"))
     del values["precision"]
     assert IndexMetadata.from_json(json.dumps(values)).precision == "fp32"
 
 
 def test_a_background_compilation_failure_surfaces_at_first_use(tmp_path):
     broken = tmp_path / "broken.xml"
-    broken.write_text("<net>not a model</net>")
+    broken.write_text("<net>not a model</net>", encoding="utf-8")
     with pytest.raises(RuntimeError):  # compiled here: the caller can still fall back
         openvino_runtime.OpenVinoInference(broken, threads=1, bf16=False, cache_dir=tmp_path)
     deferred = openvino_runtime.OpenVinoInference(broken, threads=1, bf16=False, cache_dir=tmp_path, background=True)

@@ -164,7 +164,7 @@ def test_push_uploads_the_folder_itself(small_index_dir, monkeypatch):
         "dataset",
     )
     assert "ignore_patterns" not in upload  # huggingface_hub's own defaults leave the cache out, as `hf upload` does
-    assert json.loads((small_index_dir / METADATA_FILE).read_text())["model_id"] == "efficientnet-lite0"
+    assert json.loads((small_index_dir / METADATA_FILE).read_text(encoding="utf-8"))["model_id"] == "efficientnet-lite0"
 
 
 def test_load_dataset_of_a_rebuilt_folder_returns_the_new_rows_not_its_cache(small_index_dir, tmp_path):

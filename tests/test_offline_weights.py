@@ -41,7 +41,7 @@ def test_committed_mobilenet_folder_recognises_an_apple_and_matches_the_committe
         logits = classifier(BACKBONES["mobilenet-v2"].preprocessing([granny_smith_photo()])).logits
     assert int(logits.argmax()) == GRANNY_SMITH
     # Same weights as the package file the bundled mobilenet-v2 embeddings were built with.
-    committed = json.loads((REPO_ROOT / "embeddings" / "mobilenet-v2" / "lookalike.json").read_text())
+    committed = json.loads((REPO_ROOT / "embeddings" / "mobilenet-v2" / "lookalike.json").read_text(encoding="utf-8"))
     assert load_backbone("mobilenet-v2").fingerprint == committed["weights_fingerprint"]
 
 

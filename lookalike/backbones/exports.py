@@ -70,7 +70,7 @@ def write_manifest(cache_dir: Path, manifest: Manifest) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     values = {**manifest.__dict__, "preprocessing": manifest.preprocessing.to_dict()}
     staged = path.with_suffix(f".{os.getpid()}.tmp")
-    staged.write_text(json.dumps(values, indent=2))
+    staged.write_text(json.dumps(values, indent=2), encoding="utf-8")
     os.replace(staged, path)
 
 
@@ -78,7 +78,7 @@ def read_manifest(cache_dir: Path, name: str, fingerprint: str, signature: str) 
     """The manifest of these weights, or None when there is none or the weights' files changed since."""
     path = manifest_path(cache_dir, name, fingerprint)
     try:
-        values = json.loads(path.read_text())
+        values = json.loads(path.read_text(encoding="utf-8"))
         manifest = Manifest(**{**values, "preprocessing": Preprocessing.from_dict(values["preprocessing"])})
     except (OSError, ValueError, TypeError, KeyError):
         return None

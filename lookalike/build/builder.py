@@ -287,11 +287,11 @@ def _prepare_work_dir(
     identity_file = work_dir / "build.json"
     # Compared as JSON text: a JSON round trip turns the preprocessing's tuples into lists.
     identity_text = json.dumps(identity, sort_keys=True)
-    if identity_file.exists() and identity_file.read_text() != identity_text:
+    if identity_file.exists() and identity_file.read_text(encoding="utf-8") != identity_text:
         logger.info("Discarding checkpoints of a different build in %s", work_dir)
         shutil.rmtree(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    identity_file.write_text(identity_text)
+    identity_file.write_text(identity_text, encoding="utf-8")
     return work_dir
 
 

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
             )
     if args.json:
         payload = [asdict(e) for e in evaluations]
-        args.json.write_text(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2))
+        args.json.write_text(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2), encoding="utf-8")
     if args.report:
         print(f"Report written to {args.report}")
     return 0

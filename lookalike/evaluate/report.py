@@ -45,10 +45,11 @@ def write_report(
     plots.per_category_precision(evaluations, middle_k, output / "per_category_precision.png")
     best_index, best_queries = runs[int(np.argmax([e.precision_at_k[str(middle_k)] for e in evaluations]))]
     _model_figures(best_index, best_queries, middle_k, output, n_example_queries, seed)
-    (output / RESULTS_FILE).write_text(json.dumps([asdict(e) for e in evaluations], indent=2))
+    (output / RESULTS_FILE).write_text(json.dumps([asdict(e) for e in evaluations], indent=2), encoding="utf-8")
     (output / SUMMARY_FILE).write_text(
         f"{summary_table(evaluations)}\n\nQueries: {runs[0][1].labels.size:,}; figures of the best model "
-        f"(`{best_index.metadata.model_id}`) at K={middle_k}.\n"
+        f"(`{best_index.metadata.model_id}`) at K={middle_k}.\n",
+        encoding="utf-8",
     )
     return evaluations
 

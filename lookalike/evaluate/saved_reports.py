@@ -35,7 +35,7 @@ def latest_report(reports_dir: Path, model_id: str) -> SavedReport | None:
     candidates = []
     for results in Path(reports_dir).glob(f"*/{RESULTS_FILE}"):
         try:
-            models = [run["model"] for run in json.loads(results.read_text())]
+            models = [run["model"] for run in json.loads(results.read_text(encoding="utf-8"))]
         except (OSError, ValueError, KeyError, TypeError):
             continue  # a half-written or foreign folder is not a report
         if model_id in models:
@@ -43,6 +43,6 @@ def latest_report(reports_dir: Path, model_id: str) -> SavedReport | None:
     if not candidates:
         return None
     path = max(candidates)[1]
-    summary = (path / SUMMARY_FILE).read_text() if (path / SUMMARY_FILE).exists() else ""
+    summary = (path / SUMMARY_FILE).read_text(encoding="utf-8") if (path / SUMMARY_FILE).exists() else ""
     figures = [(path / name, caption) for name, caption in FIGURES.items() if (path / name).exists()]
     return SavedReport(path, summary, figures)

@@ -315,7 +315,7 @@ def save_finetuned(backbone: Backbone, config: FinetuneConfig, result: FinetuneR
         "minutes": round(result.minutes, 2),
         "history": [asdict(r) for r in result.history],
     }
-    (output / TRAINING_FILE).write_text(json.dumps(record, indent=2))
+    (output / TRAINING_FILE).write_text(json.dumps(record, indent=2), encoding="utf-8")
     training_curves(result.history, config.eval_k, f"{config.model} fine-tuned", output / "training_curves.png")
 
 

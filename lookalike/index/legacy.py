@@ -25,7 +25,7 @@ def convert_legacy(path: str | Path, output: str | Path | None = None, licence: 
     path = Path(path)
     if not is_legacy_layout(path):
         raise LegacyLayoutError(f"{path} is not a build folder of the old layout (no state.json, or data/ exists)")
-    metadata = IndexMetadata.from_json((path / METADATA_FILE).read_text())
+    metadata = IndexMetadata.from_json((path / METADATA_FILE).read_text(encoding="utf-8"))
     table = datasets.load_from_disk(str(path)).data.table  # memory-mapped Arrow: read block by block
     if "content_hash" not in table.column_names:  # built before hashes were stored: never reused, still served
         table = table.append_column("content_hash", pa.nulls(table.num_rows, pa.string()))

@@ -110,7 +110,7 @@ class CacheWriter:
             raise ValueError(f"the cache expected {self.n_rows} rows, got {self.written}")
         self.rows_writer.close()
         self.matrix.close()
-        (self.folder / STAMP_FILE).write_text(json.dumps(stamp))
+        (self.folder / STAMP_FILE).write_text(json.dumps(stamp), encoding="utf-8")
         return ServingCache(self.folder)
 
 
@@ -121,7 +121,7 @@ def open_cache(build: Path, dim: int) -> ServingCache:
     cache = ServingCache(build / CACHE_DIR)
     stamp = shards_stamp(build, shards)
     stamp_file = cache.folder / STAMP_FILE
-    if stamp_file.is_file() and json.loads(stamp_file.read_text()) == stamp:
+    if stamp_file.is_file() and json.loads(stamp_file.read_text(encoding="utf-8")) == stamp:
         return cache
     # Derived in a private folder, then renamed: two servers starting at once never see half a cache.
     staging = cache.folder.with_name(f"{cache.folder.name}.{os.getpid()}.tmp")

@@ -160,7 +160,7 @@ def load_index(path: str | Path) -> EmbeddingIndex:
             f"its vectors: python -m lookalike.index.legacy {path} (or rebuild it: python build_index.py "
             f"--output {path})"
         )
-    metadata = IndexMetadata.from_json(metadata_file.read_text())
+    metadata = IndexMetadata.from_json(metadata_file.read_text(encoding="utf-8"))
     if not shard_files(path):
         raise MissingIndexError(
             f"{path} has no {DATA_DIR}/*.parquet files: the folder is incomplete. Rebuild it: "

@@ -127,8 +127,10 @@ class IndexWriter:
         if metadata.search.ann is not None:
             metadata.search.write(np.load(cache.embeddings, mmap_mode="r"), self.staging, ann_reuse)
         data_files = f"{DATA_DIR}/train-{digest}-*.parquet"
-        (self.staging / CARD_FILE).write_text(dataset_card(metadata, self.label_counts, data_files, licence))
-        (self.staging / METADATA_FILE).write_text(metadata.to_json())
+        (self.staging / CARD_FILE).write_text(
+            dataset_card(metadata, self.label_counts, data_files, licence), encoding="utf-8"
+        )
+        (self.staging / METADATA_FILE).write_text(metadata.to_json(), encoding="utf-8")
         fsync_tree(self.staging)  # the data on disk before the rename makes it visible
         swap_into_place(self.staging, self.output)
         fsync_directory(self.output.parent)  # and the rename itself
