@@ -153,3 +153,14 @@ def test_resized_and_re_encoded_catalog_photos_are_never_recommended_back():
             if item_id in {r.id for r in bundled.recommend(buffer.getvalue(), k=3)}:
                 returned.append(item_id)
         assert returned == [], f"{len(returned)} of {len(bundled.ids)} {factor}x copies got their original back"
+
+
+def test_a_search_without_a_category_filter_carries_no_catalog_sized_mask(recommender, example_photo, monkeypatch):
+    seen = []
+    search = recommender.index.top_k
+    monkeypatch.setattr(recommender.index, "top_k", lambda q, k, m, rows: seen.append(rows) or search(q, k, m, rows))
+    item = recommender.ids[3]
+    recommender.search(RecommendationRequest(k=4), [example_photo], item_ids=[item])
+    assert seen[-1].allowed is None and seen[-1].exclude == [[3]]
+    recommender.search(RecommendationRequest(k=4, filter=CategoryFilter(only=("fruit",))), [example_photo])
+    assert seen[-1].allowed is not None and seen[-1].allowed.sum() == list(recommender.labels).count("fruit")

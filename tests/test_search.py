@@ -69,3 +69,11 @@ def test_many_queries_are_searched_in_bounded_blocks_with_the_same_answer(monkey
     blocked = top_k(catalog, catalog[:40], 5, rows=rows)
     np.testing.assert_array_equal(blocked.indices, whole.indices)
     np.testing.assert_array_equal(blocked.scores, whole.scores)
+
+
+def test_excluding_a_row_the_filter_keeps_out_costs_no_place():
+    catalog = np.eye(6, dtype=np.float32)
+    allowed = np.array([True, True, False, True, False, False])
+    rows = RowFilter(allowed, [[2, 2, 0]])  # row 2 is not allowed anyway, and listed twice
+    assert rows.n_searchable(6) == 2
+    assert sorted(top_k(catalog, catalog[:1], 2, rows=rows).indices[0].tolist()) == [1, 3]

@@ -160,3 +160,7 @@ def test_changing_a_filter_runs_the_last_search_again(handlers, example_photo):
     first = handlers.search(str(example_photo), 5, "cosine", BACKBONE)
     filtered = handlers.search_again(first[3], 5, "cosine", BACKBONE, ["vehicle"], False, [], True)
     assert filtered[3] == first[3] and {r["label"] for r in filtered[1]} == {"vehicle"}
+
+
+def test_a_single_category_sent_as_text_is_one_category():
+    assert SearchRequest.from_values(categories="fruit", not_wanted="a/1.jpg").categories == ("fruit",)

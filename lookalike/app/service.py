@@ -56,7 +56,7 @@ class SearchRequest:
             if value is None or (value == "" and name != "k"):
                 value = default
             elif isinstance(default, tuple):
-                value = tuple(value)
+                value = (value,) if isinstance(value, str) else tuple(value)  # one category, not its letters
             elif isinstance(default, bool):
                 value = bool(value)
             cleaned[name] = value

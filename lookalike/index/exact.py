@@ -34,9 +34,15 @@ class RowFilter:
     exclude: Sequence[Sequence[int]] | None = None
 
     def n_searchable(self, n_rows: int) -> int:
-        """How many rows every query can surely get back: the allowed ones less the longest exclusion list."""
+        """How many rows every query can surely get back: the allowed ones less a query's excluded
+        allowed rows, for the query that excludes most (an excluded row that is not allowed costs nothing)."""
         n_allowed = n_rows if self.allowed is None else int(np.count_nonzero(self.allowed))
-        return n_allowed - max((len(e) for e in self.exclude), default=0) if self.exclude is not None else n_allowed
+        if self.exclude is None:
+            return n_allowed
+        taken = [np.unique(np.asarray(e, dtype=np.int64)) for e in self.exclude]
+        if self.allowed is not None:
+            taken = [e[self.allowed[e]] for e in taken]
+        return n_allowed - max((len(e) for e in taken), default=0)
 
     def excluded(self, n_queries: int) -> list[set[int]]:
         return [set(rows) for rows in self.exclude] if self.exclude is not None else [set()] * n_queries
@@ -78,16 +84,21 @@ def top_k(
     similarities = queries @ catalog.T
     if rows.allowed is not None:
         similarities[:, ~rows.allowed] = -np.inf
-    if rows.exclude is not None:
-        for row, excluded in enumerate(rows.exclude):
+    best = best_k(similarities, k, rows.exclude)
+    return best if metric is Metric.COSINE else SearchResults(best.indices, cosine_to_euclidean(best.scores))
+
+
+def best_k(similarities: np.ndarray, k: int, exclude: Sequence[Sequence[int]] | None = None) -> SearchResults:
+    """The k highest columns of each row of a (queries, candidates) similarity matrix, never an excluded one."""
+    if exclude is not None:
+        for row, excluded in enumerate(exclude):
             similarities[row, list(excluded)] = -np.inf
     # argpartition finds the k best in O(N); only those k are then sorted.
     candidates = np.argpartition(-similarities, k - 1, axis=1)[:, :k]
     candidate_scores = np.take_along_axis(similarities, candidates, axis=1)
     order = np.argsort(-candidate_scores, axis=1, kind="stable")
     indices = np.take_along_axis(candidates, order, axis=1)
-    best = np.take_along_axis(candidate_scores, order, axis=1).astype(np.float32)
-    scores = best if metric is Metric.COSINE else cosine_to_euclidean(best)
+    scores = np.take_along_axis(candidate_scores, order, axis=1).astype(np.float32)
     return SearchResults(indices=indices.astype(np.int64), scores=scores)
 
 

@@ -43,6 +43,11 @@ class CategoryFilter:
         object.__setattr__(self, "only", tuple(self.only))
         object.__setattr__(self, "exclude", tuple(self.exclude))
 
+    @property
+    def keeps_everything(self) -> bool:
+        """Whether every product passes, whatever the query: no mask is needed."""
+        return not (self.only or self.exclude or self.exclude_query_category)
+
     def check_known(self, known: Iterable[str]) -> None:
         """Raise ValueError naming the valid categories if the filter names one the catalog lacks."""
         known = set(known)

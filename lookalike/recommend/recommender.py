@@ -159,10 +159,14 @@ class Recommender:
         more_like = [self.row_of(item_id) for item_id in request.more_like_ids]
         if less_like or more_like:
             query = rocchio(query, self.index.embeddings[more_like], self.index.embeddings[less_like])
-        allowed = request.filter.allowed(self.categories, query_categories)
-        allowed[own_rows + less_like] = False
+        # A category filter becomes a mask over the catalog; the few rows never to show (the query's own,
+        # the not-wanted) are exclusions, so a search with no filter carries no catalog-sized mask.
+        rows = RowFilter(
+            None if request.filter.keeps_everything else request.filter.allowed(self.categories, query_categories),
+            [sorted(set(own_rows + less_like))],
+        )
         categories = tuple(dict.fromkeys(query_categories))
-        return Recommendations(self._nearest(query, request, allowed, uploads), categories)
+        return Recommendations(self._nearest(query, request, rows, uploads), categories)
 
     def row_of(self, item_id: str) -> int:
         if item_id not in self._row_of_id:
@@ -175,14 +179,14 @@ class Recommender:
         return float(a @ b)
 
     def _nearest(
-        self, query: np.ndarray, request: RecommendationRequest, allowed: np.ndarray, uploads: np.ndarray | None
+        self, query: np.ndarray, request: RecommendationRequest, rows: RowFilter, uploads: np.ndarray | None
     ) -> list[Recommendation]:
         """The top products for `query` among the allowed rows, never an uploaded picture's own product.
 
         The own-product check is part of this one search: a candidate as close to an upload as its own
         re-encoded photo is dropped, and the search goes deeper, like for collapsed near-duplicates.
         """
-        n_allowed = int(allowed.sum())
+        n_allowed = rows.n_searchable(len(self.index))
         k = min(request.k, n_allowed)
         if k == 0:
             return []
@@ -191,7 +195,7 @@ class Recommender:
         # search deeper until k survive.
         depth = min(n_allowed, k + (len(uploads) if uploads is not None else 0))
         while True:
-            results = self.index.top_k(query[None, :], depth, request.metric, RowFilter(allowed))
+            results = self.index.top_k(query[None, :], depth, request.metric, rows)
             rows = results.indices[0].tolist()
             score_of_row = dict(zip(rows, results.scores[0].tolist(), strict=True))
             if uploads is not None:
