@@ -1,6 +1,7 @@
 """N products through the app a shop runs: build them with scale.py, serve them with `python app.py`, measure.
 
     python benchmarks/scale_app.py --items 30000 100000 1000000 [--json FILE] [--scratch DIR] [--keep]
+    python benchmarks/scale_app.py --table FILE   # the README table of a saved run
 
 For each N (one server at a time, on 127.0.0.1, with a temp folder of its own): scale.py writes a
 build folder of N synthetic-from-real products (unless DIR/scale-N already holds one), then a light
@@ -146,19 +147,58 @@ def run(items: int, scratch: Path, keep: bool) -> dict[str, object]:
     return record
 
 
+def markdown_table(records: list[dict]) -> str:
+    """The figures of a run as the table in benchmarks/README.md."""
+    rows = [
+        ("page config (`/config`)", lambda r: f"{r['app']['config_bytes'] / 1000:,.0f} kB"),
+        ("API description (`/gradio_api/info`)", lambda r: f"{r['app']['api_info_bytes'] / 1000:,.0f} kB"),
+        ("search", lambda r: r["build"]["search"]["method"]),
+        (
+            "`/recommend` p50 / p95 through HTTP (upload, answer, 8 thumbnails)",
+            lambda r: f"{r['app']['recommend_p50_ms']} / {r['app']['recommend_p95_ms']} ms",
+        ),
+        ("one-category `/search` p50 through HTTP", lambda r: f"{r['app']['one_category_search_p50_ms']} ms"),
+        (
+            "one-category `/search`: answers not all K of the category",
+            lambda r: f"{r['app']['one_category_searches_wrong']} of {SEARCHES}",
+        ),
+        ("server RSS after the run", lambda r: f"{r['app']['server_rss_mb']:,} MB"),
+        ("server start (to the first page config)", lambda r: f"{r['app']['server_start_s']} s"),
+        ("`scale.py` build time", lambda r: f"{r['build']['total_s']:,.0f} s"),
+        ("`scale.py` build peak RSS", lambda r: f"{r['build']['peak_rss_mb']:,} MB"),
+        (
+            "disk per product (without the serving cache)",
+            lambda r: (
+                f"{r['app']['disk_bytes_per_product'] / 1000:.1f} kB "
+                f"({r['app']['disk_bytes_per_product_without_serving_cache'] / 1000:.1f} kB)"
+            ),
+        ),
+        ("load average (1, 5, 15 min) at the end", lambda r: ", ".join(map(str, r["load_average"]))),
+    ]
+    lines = ["| | " + " | ".join(f"{r['items']:,} products" for r in records) + " |"]
+    lines.append("|---" * (len(records) + 1) + "|")
+    lines += [f"| {name} | " + " | ".join(cell(r) for r in records) + " |" for name, cell in rows]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items", type=int, nargs="+", default=[30_000, 100_000, 1_000_000])
     parser.add_argument("--scratch", type=Path, default=REPO_ROOT / "data" / "scale")
     parser.add_argument("--keep", action="store_true", help="keep the build folders")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--table", type=Path, help="print the README table of a saved --json run, measure nothing")
     args = parser.parse_args(argv)
+    if args.table:
+        print(markdown_table(json.loads(args.table.read_text())))
+        return []
     records = []
     for items in args.items:
         records.append(run(items, args.scratch, args.keep))
         print(json.dumps(records[-1], indent=2), flush=True)
         if args.json:
             args.json.write_text(json.dumps(records, indent=2) + "\n")
+    print(markdown_table(records))
     return records
 
 
