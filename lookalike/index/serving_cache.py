@@ -115,9 +115,11 @@ class CacheWriter:
 
 
 class MatrixFile:
-    """The rows of an `.npy` matrix read by plain file reads, for one pass over a large matrix (the
-    ANN index's training sample and adding every row): pages read through a memory map stay in the
-    reader's resident set (5 GB at 1M products), pages read from a file only in the page cache."""
+    """The rows of an `.npy` matrix read by plain file reads. Pages read through a memory map stay in
+    the reader's resident set, whole page-cache folios of them (up to 2 MB for one 5 kB row): the
+    build's pass over every row (5 GB at 1M products) and a server's scattered candidate rows (which
+    mapped most of the matrix within a hundred searches) read from the file instead, so only the
+    page cache holds them, shared and given back under pressure."""
 
     def __init__(self, path: Path) -> None:
         self._file = open(path, "rb")  # noqa: SIM115 (closed with the object)
@@ -134,7 +136,9 @@ class MatrixFile:
         return np.frombuffer(data, dtype=self.dtype).reshape(stop - start, *self.shape[1:])
 
     def __getitem__(self, key) -> np.ndarray:
-        """Rows by slice (contiguous, one read) or by an array of row numbers."""
+        """Rows by slice (contiguous, one read) or by an array of row numbers; one row by its number."""
+        if isinstance(key, int | np.integer):
+            return self._rows(int(key), int(key) + 1)[0]
         if isinstance(key, slice):
             start, stop, step = key.indices(len(self))
             if step != 1:
@@ -147,6 +151,12 @@ class MatrixFile:
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         return np.asarray(self[:], dtype=dtype)
+
+
+def row_reader(matrix: np.ndarray) -> np.ndarray | MatrixFile:
+    """What scattered rows of `matrix` are read through: its file when it is memory-mapped from one."""
+    filename = getattr(matrix, "filename", None)
+    return MatrixFile(Path(filename)) if isinstance(matrix, np.memmap) and filename else matrix
 
 
 def open_cache(build: Path, dim: int) -> ServingCache:
