@@ -58,7 +58,6 @@ def test_build_is_a_build_folder_of_n_products_in_at_least_100_categories(build)
     assert abs(figures["generated"]["mean_pair_cosine"] - figures["source"]["mean_pair_cosine"]) < 0.1
 
 
-@pytest.mark.slow
 def test_page_and_api_do_not_list_products_and_searches_answer(build, served):
     folder, _ = build
     ids = pq.read_table(shard_files(folder)[0], columns=["id"]).column("id").to_pylist()
