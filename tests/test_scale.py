@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 from gradio_client import Client, handle_file
 
 from benchmarks import scale
-from lookalike.index.serving_cache import shard_files
+from lookalike.index.serving_cache import row_reader, shard_files
 from lookalike.index.store import load_index
 from tests.local_server import running_app
 
@@ -75,3 +76,23 @@ def test_page_and_api_do_not_list_products_and_searches_answer(build, served):
     assert {r["label"] for r in results} == {category}
     gallery, results, _ = client.predict(photo, K, "cosine", folder.name, api_name="/recommend")
     assert len(results) == K and [r["score"] for r in results] == sorted((r["score"] for r in results), reverse=True)
+
+
+def resident_file_mb() -> float:
+    status = Path("/proc/self/status").read_text().splitlines()
+    return next(int(line.split()[1]) for line in status if line.startswith("RssFile:")) / 1024
+
+
+def test_scattered_rows_are_read_from_the_file_not_kept_resident(tmp_path):
+    matrix = np.random.default_rng(0).standard_normal((40_000, 640)).astype(np.float32)  # 100 MB
+    np.save(tmp_path / "m.npy", matrix)
+    mapped = np.load(tmp_path / "m.npy", mmap_mode="r")
+    reader = row_reader(mapped)
+    rows = np.arange(0, 40_000, 20)
+    before = resident_file_mb()
+    np.testing.assert_array_equal(reader[rows], matrix[rows])
+    np.testing.assert_array_equal(reader[7], matrix[7])
+    np.testing.assert_array_equal(reader[100:200], matrix[100:200])
+    np.testing.assert_array_equal(np.asarray(reader), matrix)
+    assert resident_file_mb() - before < 10  # through the map, these 2,000 rows keep up to all 100 MB
+    assert row_reader(matrix) is matrix  # an array in memory is read as it is
