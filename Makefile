@@ -101,3 +101,10 @@ recall-fashion-mnist:
 	test -d $(FMNIST_ALL_EMBEDDINGS) || $(PYTHON) build_index.py $(FMNIST_FULL) --split-column split \
 		--model efficientnet-lite0 --output $(FMNIST_ALL_EMBEDDINGS)
 	$(PYTHON) benchmarks/recall.py $(FMNIST_ALL_EMBEDDINGS) --queries 2000 --json benchmarks/recall-fashion-mnist.json
+
+# A million products through the app: benchmarks/scale.py builds 30k, 100k and 1M synthetic-from-real
+# products, `python app.py` serves each in turn, a light HTTP client measures (benchmarks/README.md).
+# Not for CI: about half an hour, and 26 GB of disk at 1M (deleted afterwards).
+.PHONY: scale-app
+scale-app:
+	$(PYTHON) benchmarks/scale_app.py --items 30000 100000 1000000 --json benchmarks/scale.json

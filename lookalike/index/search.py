@@ -17,6 +17,7 @@ import numpy as np
 
 from lookalike.index.ann import ANN_FILE, AnnConfig, AnnIndex, lists_for
 from lookalike.index.exact import EVERY_ROW, ExactSearch, Metric, SearchResults
+from lookalike.index.serving_cache import row_reader
 
 # Below this many items exact numpy search answers within the latency budget (16 ms at 100k,
 # 178 ms at 1M on 2 cores), builds instantly and is exact, so it stays the default.
@@ -127,4 +128,5 @@ class SearchMethod:
             return ExactSearch(vectors)
         if not (folder / ANN_FILE).is_file():
             raise FileNotFoundError(f"{folder} was built with an approximate index but {ANN_FILE} is missing.")
-        return AnnIndex.load(folder / ANN_FILE, self.ann, vectors=vectors)
+        # The re-ranked candidates' rows are read from the matrix's file, not its memory map.
+        return AnnIndex.load(folder / ANN_FILE, self.ann, vectors=row_reader(vectors))

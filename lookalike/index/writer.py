@@ -23,6 +23,7 @@ from lookalike.index.serving_cache import (
     CACHE_DIR,
     DATA_DIR,
     CacheWriter,
+    MatrixFile,
     shard_files,
     shards_stamp,
 )
@@ -125,7 +126,7 @@ class IndexWriter:
             part.rename(part.with_name(f"train-{digest}-{number:05d}-of-{self._n_shards:05d}.parquet"))
         cache = self.cache.close(shards_stamp(self.staging, shard_files(self.staging)))
         if metadata.search.ann is not None:
-            metadata.search.write(np.load(cache.embeddings, mmap_mode="r"), self.staging, ann_reuse)
+            metadata.search.write(MatrixFile(cache.embeddings), self.staging, ann_reuse)
         data_files = f"{DATA_DIR}/train-{digest}-*.parquet"
         (self.staging / CARD_FILE).write_text(
             dataset_card(metadata, self.label_counts, data_files, licence), encoding="utf-8"

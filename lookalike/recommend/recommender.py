@@ -14,6 +14,7 @@ from lookalike.backbones.inference import Inference, InferenceConfig, load_infer
 from lookalike.backbones.registry import Backbone, load_backbone
 from lookalike.images import ImageSource, open_image
 from lookalike.index.exact import Metric, RowFilter
+from lookalike.index.serving_cache import row_reader
 from lookalike.index.store import EmbeddingIndex, load_index
 from lookalike.recommend.duplicates import DUPLICATE_SIMILARITY, collapse_near_duplicates
 from lookalike.recommend.feedback import MAX_SET_SIZE, combine_set, rocchio
@@ -92,6 +93,8 @@ class Recommender:
         self.categories = CategoryColumn.of(index.labels)
         self.labels = self.categories.labels()
         self._row_of_id = {item_id: row for row, item_id in enumerate(self.ids)}
+        # A request's few rows (candidates, duplicates) read from the file, not the memory map (row_reader).
+        self._rows = row_reader(index.embeddings)
 
     @classmethod
     def from_path(
@@ -190,7 +193,7 @@ class Recommender:
         k = min(request.k, n_allowed)
         if k == 0:
             return []
-        embeddings = self.index.embeddings
+        embeddings = self._rows
         # Each upload's own product may take a place; collapsing near-duplicates can leave fewer than k:
         # search deeper until k survive.
         depth = min(n_allowed, k + (len(uploads) if uploads is not None else 0))
