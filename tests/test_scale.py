@@ -12,7 +12,7 @@ import pytest
 from gradio_client import Client, handle_file
 
 from benchmarks import scale
-from lookalike.index.serving_cache import row_reader, shard_files
+from lookalike.index.serving_cache import MatrixFile, row_reader, shard_files
 from lookalike.index.store import load_index
 from tests.local_server import running_app
 
@@ -96,3 +96,11 @@ def test_scattered_rows_are_read_from_the_file_not_kept_resident(tmp_path):
     np.testing.assert_array_equal(np.asarray(reader), matrix)
     assert resident_file_mb() - before < 10  # through the map, these 2,000 rows keep up to all 100 MB
     assert row_reader(matrix) is matrix  # an array in memory is read as it is
+
+
+def test_the_matrix_file_reads_rows_in_the_order_asked_for(tmp_path):
+    matrix = np.arange(40, dtype=np.float32).reshape(10, 4)
+    np.save(tmp_path / "m.npy", matrix)
+    rows = MatrixFile(tmp_path / "m.npy")
+    for key in ([3, 4, 5, 9, 0, 1], [7], [2, 2, 3], np.arange(10)):
+        np.testing.assert_array_equal(rows[np.asarray(key)], matrix[np.asarray(key)])

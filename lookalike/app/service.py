@@ -164,7 +164,6 @@ class Answer:
     results: list[dict[str, object]]
     summary: str
     query: Query
-    request: SearchRequest
 
 
 @dataclass
@@ -234,7 +233,7 @@ class LookalikeService:
             summary = _summary(recommender, found.items, elapsed_ms, notes, query, query.permalink(request))
         else:
             summary = "**No product passes these filters.** Choose more categories or clear the not-wanted list."
-        return Answer(gallery, [r.as_dict() for r in found.items], summary, query, request)
+        return Answer(gallery, [r.as_dict() for r in found.items], summary, query)
 
     def compare(self, image_a: ImageSource | None, image_b: ImageSource | None, backbone: str | None) -> str:
         """A sentence giving the cosine similarity of two pictures."""

@@ -9,6 +9,7 @@ whenever the shards change (compared by name, size and modification time).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -147,7 +148,9 @@ class MatrixFile:
         rows = np.asarray(key, dtype=np.int64).reshape(-1)
         if len(rows) == 0:
             return np.zeros((0, *self.shape[1:]), dtype=self.dtype)
-        return np.concatenate([self._rows(row, row + 1) for row in rows])
+        # One read per run of consecutive rows (a category's rows often are), in the order asked for.
+        runs = np.split(rows, np.flatnonzero(np.diff(rows) != 1) + 1)
+        return np.concatenate([self._rows(int(run[0]), int(run[-1]) + 1) for run in runs])
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         return np.asarray(self[:], dtype=dtype)
@@ -178,7 +181,7 @@ def open_cache(build: Path, dim: int) -> ServingCache:
             writer.write(pa.Table.from_batches([batch]))
     writer.close(stamp)
     retired = cache.folder.with_name(f"{cache.folder.name}.{os.getpid()}.old")
-    if cache.folder.exists():
+    with contextlib.suppress(FileNotFoundError):  # another server starting at once retired it first
         os.rename(cache.folder, retired)
     try:
         os.rename(staging, cache.folder)
