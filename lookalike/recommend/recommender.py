@@ -173,7 +173,8 @@ class Recommender:
 
     def row_of(self, item_id: str) -> int:
         if item_id not in self._row_of_id:
-            raise KeyError(f"No product with id {item_id!r} in {self.index.path}")
+            # Shown to the public as it is: the catalog's name, never the server's folder.
+            raise KeyError(f"No product with id {item_id!r} in the {self.name} catalog")
         return self._row_of_id[item_id]
 
     def similarity(self, image_a: ImageSource, image_b: ImageSource) -> float:
@@ -189,32 +190,33 @@ class Recommender:
         The own-product check is part of this one search: a candidate as close to an upload as its own
         re-encoded photo is dropped, and the search goes deeper, like for collapsed near-duplicates.
         """
-        n_allowed = rows.n_searchable(len(self.index))
-        k = min(request.k, n_allowed)
+        n_eligible = rows.n_searchable(len(self.index))
+        k = min(request.k, n_eligible)
         if k == 0:
             return []
         embeddings = self._rows
         # Each upload's own product may take a place; collapsing near-duplicates can leave fewer than k:
-        # search deeper until k survive.
-        depth = min(n_allowed, k + (len(uploads) if uploads is not None else 0))
+        # search twice as deep until k survive. Bounded: at most log2(eligible / k) + 1 passes, the last
+        # one over every eligible row (a catalog of one product photographed many times gets there).
+        depth = min(n_eligible, k + (len(uploads) if uploads is not None else 0))
         while True:
-            results = self.index.top_k(query[None, :], depth, request.metric, rows)
-            rows = results.indices[0].tolist()
-            score_of_row = dict(zip(rows, results.scores[0].tolist(), strict=True))
+            found = self.index.top_k(query[None, :], depth, request.metric, rows)
+            ranked = found.indices[0].tolist()
+            score_of_row = dict(zip(ranked, found.scores[0].tolist(), strict=True))
             if uploads is not None:
-                closest_upload = (np.asarray(embeddings[rows], dtype=np.float32) @ uploads.T).max(axis=1)
-                rows = [
+                closest_upload = (np.asarray(embeddings[ranked], dtype=np.float32) @ uploads.T).max(axis=1)
+                ranked = [
                     row
-                    for row, similarity in zip(rows, closest_upload, strict=True)
+                    for row, similarity in zip(ranked, closest_upload, strict=True)
                     if similarity < SAME_PHOTO_SIMILARITY
                 ]
             if request.collapse_duplicates:
-                groups = collapse_near_duplicates(embeddings, rows, request.duplicate_similarity)
+                groups = collapse_near_duplicates(embeddings, ranked, request.duplicate_similarity)
             else:
-                groups = [(row, []) for row in rows]
-            if len(groups) >= k or depth == n_allowed:
+                groups = [(row, []) for row in ranked]
+            if len(groups) >= k or depth == n_eligible:
                 break
-            depth = min(n_allowed, depth * 2)
+            depth = min(n_eligible, depth * 2)
         ids = self.ids
         kept = groups[:k]
         records = self.index.dataset.select([row for row, _ in kept])
