@@ -18,7 +18,6 @@ from lookalike.app.traffic import request_limits, share_fairly
 here = Path(__file__).parent
 embeddings = os.environ.get("LOOKALIKE_EMBEDDINGS", str(here / "embeddings"))
 config = AppConfig(
-    embeddings_dir=Path(embeddings),
     reports_dir=here / "reports",
     model_concurrency=int(os.environ.get("LOOKALIKE_MODEL_CONCURRENCY", AppConfig.model_concurrency)),
 )

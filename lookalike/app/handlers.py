@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 
 import gradio as gr
 
-from lookalike.app.service import Answer, LookalikeService, Query, RequestError, SearchRequest
+from lookalike.app.service import Answer, LookalikeService, Query, RequestError, SearchRequest, public_message
 from lookalike.images import ImageError
 from lookalike.recommend.feedback import MAX_SET_SIZE
 
@@ -29,7 +29,7 @@ def shown_to_user(handler: Callable) -> Callable:
         try:
             return handler(*args, **kwargs)
         except (RequestError, ImageError) as error:
-            raise gr.Error(str(error)) from None
+            raise gr.Error(public_message(str(error))) from None
 
     return wrapper
 

@@ -12,6 +12,7 @@ from lookalike.app import shopper_controls
 from lookalike.app.components import image_input
 from lookalike.app.handlers import Handlers
 from lookalike.app.service import LookalikeService
+from lookalike.backbones.registry import DEFAULT_BACKBONE
 from lookalike.catalog import EXAMPLES_DIR, load_image_folder
 from lookalike.index.exact import Metric
 
@@ -22,12 +23,10 @@ logger = logging.getLogger(__name__)
 class AppConfig:
     """What the app serves and its limits."""
 
-    embeddings_dir: Path = Path("embeddings")
     examples_dir: Path = EXAMPLES_DIR
     default_k: int = 8
     max_k: int = 24
     max_file_size: str = "10mb"
-    preferred_backbone: str = "efficientnet-lite0"
     reports_dir: Path = Path("reports")
     # Model calls (recommend, compare) running at once, shared by all users; the rest queue.
     # 1 and 2 gave the same throughput on 2 cores (benchmarks/README.md); 2 keeps one slow upload
@@ -64,7 +63,7 @@ def example_images(examples_dir: Path) -> list[str]:
 
 def build_demo(service: LookalikeService, config: AppConfig) -> gr.Blocks:
     names = list(service.recommenders)
-    default = config.preferred_backbone if config.preferred_backbone in names else (names[0] if names else None)
+    default = service.default_backbone
     examples = example_images(config.examples_dir)
     catalog = service.recommenders.get(default)
     categories = sorted(catalog.categories.names) if catalog else []
@@ -76,7 +75,7 @@ def build_demo(service: LookalikeService, config: AppConfig) -> gr.Blocks:
         if not names:
             gr.Markdown(
                 "### No embeddings to serve yet\nBuild them first: `python build_index.py` "
-                f"(writes `{config.embeddings_dir}/efficientnet-lite0`), then restart the app."
+                f"(writes `embeddings/{DEFAULT_BACKBONE}`), then restart the app."
                 + "".join(f"\n\n- {p}" for p in service.load_problems)
             )
         # Explicit, so that "Why this one?" can switch to the Compare tab.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from urllib.parse import urlencode
 from PIL import Image
 
 from lookalike.app.gallery_files import ThumbnailFiles
+from lookalike.backbones.registry import DEFAULT_BACKBONE
 from lookalike.evaluate.saved_reports import latest_report
 from lookalike.images import ImageError, ImageSource
 from lookalike.index.exact import Metric
@@ -27,6 +29,20 @@ logger = logging.getLogger(__name__)
 
 class RequestError(ValueError):
     """A request the user has to change; its message is written for them and shown as it is."""
+
+
+# An absolute file path of two or more parts that is not inside a URL (no ':' or '/' right before it).
+_SERVER_PATH = re.compile(r"(?<![\w.:/])(?:/[\w.\-+@~]+){2,}/?")
+
+
+def public_message(text: str) -> str:
+    """`text` with every absolute server path cut to its last part: what the public sees names no folder
+    of the server (an upload's temp file, a build's location), only the file or build it is about.
+
+    >>> public_message("No embeddings at /srv/app/embeddings/lite0. See https://hf.co/docs/hub/x.")
+    'No embeddings at lite0. See https://hf.co/docs/hub/x.'
+    """
+    return _SERVER_PATH.sub(lambda match: match.group(0).rstrip("/").rsplit("/", 1)[-1], text)
 
 
 @dataclass(frozen=True)
@@ -185,20 +201,28 @@ class LookalikeService:
     ) -> LookalikeService:
         """Serve every build `embeddings` names: folders and Hub dataset ids, comma-separated (index.sources)."""
         sources = resolve_embeddings(embeddings, download)
-        recommenders, problems = {}, list(sources.problems)
+        recommenders, problems = {}, [public_message(problem) for problem in sources.problems]
         for name, path in sources.builds.items():
             try:
                 recommenders[name] = Recommender.from_path(path, models_root=models_root)
             except Exception as error:  # one broken build must not take the others down
                 logger.exception("Cannot serve %s", path)
-                problems.append(f"{name}: {error}")
+                problems.append(public_message(f"{name}: {error}"))
         return cls(recommenders, problems, max_k)
+
+    @property
+    def default_backbone(self) -> str | None:
+        """What a search that names no backbone uses, on the page and through every API: the registry's
+        default where it was built, else the first build served (None: nothing is served)."""
+        if DEFAULT_BACKBONE in self.recommenders:
+            return DEFAULT_BACKBONE
+        return next(iter(self.recommenders), None)
 
     def recommender_for(self, backbone: str | None) -> Recommender:
         if not self.recommenders:
             raise RequestError("No embeddings are loaded. Build them: python build_index.py")
         if backbone is None or backbone == "":
-            return next(iter(self.recommenders.values()))
+            return self.recommenders[self.default_backbone]
         if backbone not in self.recommenders:
             raise RequestError(f"Unknown backbone {backbone!r}; choose one of {', '.join(self.recommenders)}.")
         return self.recommenders[backbone]

@@ -41,7 +41,10 @@ def share_fairly(demo: gr.Blocks, limits: TrafficLimits = TrafficLimits()) -> gr
     Call it once, after build_demo and before launch.
     """
     demo.delete_cache = (limits.temp_check_seconds, limits.temp_max_age_seconds)
-    demo.queue(max_size=limits.max_waiting)  # creates the app, which reads delete_cache
+    # api_open=False: off Hugging Face Spaces Gradio leaves POST /gradio_api/run/<endpoint> open, which runs
+    # a function beside the queue, past every limit here (24 heat-maps at once took the server from 348 to
+    # 1,309 MB). Closed, that route answers "join the queue"; /gradio_api/call/* and the page share the queue.
+    demo.queue(max_size=limits.max_waiting, api_open=False)  # creates the app, which reads delete_cache
     queue = demo._queue  # Gradio has no public hook on refusals; its push is where they are decided
     stock_push = queue.push
     caps = dict(limits.max_waiting_by_kind)

@@ -92,5 +92,7 @@ def _add_hub_build(sources: EmbeddingSources, repo_id: str, download: Download) 
 
 def _add(sources: EmbeddingSources, name: str, path: Path) -> None:
     if name in sources.builds and sources.builds[name] != path:
-        name = str(path)  # two folders of the same name: tell them apart by their paths
+        # Two folders of the same name: told apart by their parent folder's name (never the server's
+        # whole path, which the page would show).
+        name = f"{path.parent.name}/{name}"
     sources.builds[name] = path
