@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 
 from lookalike.backbones.registry import available_backbones
-from lookalike.build.builder import BuildConfig, build_index
-from lookalike.build.ray_engine import RayConfig
 from lookalike.cli import add_catalog_options, add_options, catalog_source, option_values
+from lookalike.indexing.builder import BuildConfig, build_index
+from lookalike.indexing.ray_engine import RayConfig
 from lookalike.runtime import reexec_with_fast_malloc
 
 # BuildConfig fields that are options as they are; their defaults and help live in the dataclass.

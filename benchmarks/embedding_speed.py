@@ -16,10 +16,10 @@ from torch.utils.flop_counter import FlopCounterMode
 from lookalike.backbones.embedding import l2_normalize
 from lookalike.backbones.inference import Inference, InferenceConfig, Precision, accepts_uint8, load_inference
 from lookalike.backbones.registry import Backbone, load_backbone
-from lookalike.build.pipeline import DRAFT_MARGIN, PipelineConfig, embed_sources
 from lookalike.catalog import BUNDLED_CATALOG_DIR, load_image_folder
 from lookalike.evaluate.scoring import evaluate_embeddings
 from lookalike.images import open_image
+from lookalike.indexing.pipeline import DRAFT_MARGIN, PipelineConfig, embed_sources
 
 # Product photos are larger than the bundled 224 px stamps; 500x500 is what the notes measured.
 PHOTO_SIZE = 500

@@ -12,10 +12,10 @@ import numpy as np
 
 from lookalike.backbones.inference import InferenceConfig, load_inference
 from lookalike.backbones.registry import load_backbone
-from lookalike.build.pipeline import prepare
 from lookalike.catalog import EXAMPLES_DIR, load_image_folder
 from lookalike.index.ann import AnnConfig, AnnIndex, lists_for
 from lookalike.index.exact import top_k
+from lookalike.indexing.pipeline import prepare
 
 K = 10
 CHUNK = 100_000

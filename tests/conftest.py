@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from lookalike.build.builder import BuildConfig, build_index
 from lookalike.catalog import BUNDLED_CATALOG_DIR, EXAMPLES_DIR, CatalogSource
+from lookalike.indexing.builder import BuildConfig, build_index
 from tests.local_server import running_app
 
 FIXTURES = Path(__file__).parent / "fixtures"

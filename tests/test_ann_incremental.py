@@ -7,13 +7,13 @@ import shutil
 import numpy as np
 import pytest
 
-from lookalike.build.builder import BuildConfig
-from lookalike.build.builder import build_index as build
 from lookalike.catalog import CatalogSource
 from lookalike.index.ann import AnnConfig
 from lookalike.index.exact import top_k
 from lookalike.index.search import AnnReuse, SearchMethod
 from lookalike.index.store import load_index
+from lookalike.indexing.builder import BuildConfig
+from lookalike.indexing.builder import build_index as build
 
 
 def clustered(n: int, dim: int = 64, clusters: int = 200, seed: int = 0) -> np.ndarray:

@@ -10,14 +10,14 @@ import pyarrow.parquet as pq
 import pytest
 
 import build_index
-from lookalike.build.builder import BuildConfig
-from lookalike.build.builder import build_index as build
 from lookalike.catalog import CatalogSource
 from lookalike.evaluate.scoring import Protocol, evaluate_query_set, query_set
 from lookalike.index.ann import ANN_FILE, AnnIndex
 from lookalike.index.exact import ExactSearch
 from lookalike.index.serving_cache import CACHE_DIR, EMBEDDINGS_FILE
 from lookalike.index.store import METADATA_FILE, MissingIndexError, load_index
+from lookalike.indexing.builder import BuildConfig
+from lookalike.indexing.builder import build_index as build
 from lookalike.recommend.recommender import Recommender
 
 

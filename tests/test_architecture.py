@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "lookalike"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = REPO_ROOT / "lookalike"
 
 
 def module_name(path: Path) -> str:
@@ -97,13 +100,13 @@ def test_every_module_is_small_and_says_its_job(path: Path):
 
 def test_imports_run_one_way_between_stages():
     """The app over recommend over index over backbones: a lower stage never imports a higher one."""
-    order = ["backbones", "index", "build", "recommend", "evaluate", "finetune", "app"]
+    order = ["backbones", "index", "indexing", "recommend", "evaluate", "finetune", "app"]
     lower_than = {
-        "backbones": {"index", "build", "recommend", "evaluate", "finetune", "app"},
-        "index": {"build", "recommend", "evaluate", "finetune", "app"},
-        "build": {"recommend", "evaluate", "finetune", "app"},
-        "recommend": {"build", "evaluate", "finetune", "app"},
-        "evaluate": {"build", "finetune", "app"},
+        "backbones": {"index", "indexing", "recommend", "evaluate", "finetune", "app"},
+        "index": {"indexing", "recommend", "evaluate", "finetune", "app"},
+        "indexing": {"recommend", "evaluate", "finetune", "app"},
+        "recommend": {"indexing", "evaluate", "finetune", "app"},
+        "evaluate": {"indexing", "finetune", "app"},
     }
     for module, targets in import_graph().items():
         stage = module.split(".")[1] if module.count(".") >= 1 else None
@@ -112,3 +115,22 @@ def test_imports_run_one_way_between_stages():
         for target in targets:
             target_stage = target.split(".")[1] if target.count(".") >= 1 else None
             assert target_stage not in lower_than.get(stage, set()), f"{module} imports {target}"
+
+
+def test_every_module_with_examples_has_its_doctests_collected():
+    """pytest skips folders it takes for output (`build`, `dist`, dot-folders: `norecursedirs`): a module
+    with `>>>` examples there would never be checked. Asks pytest itself what it collects."""
+    with_examples = {
+        path.relative_to(REPO_ROOT).as_posix()
+        for path in (REPO_ROOT / "lookalike").rglob("*.py")
+        if ">>>" in path.read_text(encoding="utf-8")
+    }
+    listed = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "lookalike"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    collected = {line.split("::", 1)[0] for line in listed.splitlines() if "::" in line}
+    assert len(with_examples) >= 8 and with_examples <= collected, sorted(with_examples - collected)

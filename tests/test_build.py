@@ -19,16 +19,16 @@ import pytest
 import build_index
 from lookalike.backbones.inference import InferenceConfig, load_inference
 from lookalike.backbones.registry import DEFAULT_BACKBONE, load_backbone
-from lookalike.build import builder as build_module
-from lookalike.build.builder import BuildConfig
-from lookalike.build.builder import build_index as build
-from lookalike.build.chunk import embed_chunk
-from lookalike.build.incremental import content_hash
-from lookalike.build.output_guard import DuplicateIdsError, OutputLockedError
-from lookalike.build.pipeline import PipelineConfig
 from lookalike.catalog import REPO_ROOT, CatalogSource, load_catalog, stratified_split
 from lookalike.index import writer
 from lookalike.index.store import METADATA_FILE, MissingIndexError, load_index, push_index_to_hub, save_index
+from lookalike.indexing import builder as build_module
+from lookalike.indexing.builder import BuildConfig
+from lookalike.indexing.builder import build_index as build
+from lookalike.indexing.chunk import embed_chunk
+from lookalike.indexing.incremental import content_hash
+from lookalike.indexing.output_guard import DuplicateIdsError, OutputLockedError
+from lookalike.indexing.pipeline import PipelineConfig
 
 
 @pytest.fixture
@@ -251,7 +251,7 @@ def test_duplicate_product_ids_are_refused_with_their_list(small_catalog_dir, tm
 
 HOLD_LOCK = """
 import sys, time
-from lookalike.build.output_guard import output_lock
+from lookalike.indexing.output_guard import output_lock
 with output_lock(sys.argv[1]):
     print("locked", flush=True)
     time.sleep(60)

@@ -8,11 +8,11 @@ import dataclasses
 import pytest
 
 import build_index
-from lookalike.build.builder import BuildConfig
-from lookalike.build.ray_engine import RayConfig
 from lookalike.catalog import CatalogSource
 from lookalike.cli import add_catalog_options, add_options, catalog_source, option_values
 from lookalike.finetune.training import FinetuneConfig
+from lookalike.indexing.builder import BuildConfig
+from lookalike.indexing.ray_engine import RayConfig
 
 
 def test_build_options_default_to_the_dataclass():

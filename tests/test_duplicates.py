@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lookalike.build.builder import BuildConfig, build_index
 from lookalike.catalog import REPO_ROOT, CatalogSource
 from lookalike.duplicates import main
 from lookalike.index.store import load_index
+from lookalike.indexing.builder import BuildConfig, build_index
 from lookalike.recommend.duplicates import DUPLICATE_SIMILARITY, find_duplicate_groups
 from lookalike.recommend.recommender import RecommendationRequest, Recommender
 

@@ -8,11 +8,11 @@ import os
 import numpy as np
 import pytest
 
-from lookalike.build.builder import BuildConfig, build_index
 from lookalike.catalog import CatalogSource
 from lookalike.evaluate import __main__ as evaluate
 from lookalike.evaluate.saved_reports import FIGURES, RESULTS_FILE, latest_report
 from lookalike.index.store import load_index
+from lookalike.indexing.builder import BuildConfig, build_index
 
 
 def direct_precision(embeddings, labels, catalog_mask, query_mask, k, leave_one_out=False):

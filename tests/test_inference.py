@@ -26,9 +26,9 @@ from lookalike.backbones.inference import (
 )
 from lookalike.backbones.openvino_runtime import export_openvino, openvino_model_path
 from lookalike.backbones.registry import load_backbone
-from lookalike.build.pipeline import PipelineConfig, embed_sources, ordered_map
 from lookalike.catalog import load_image_folder
 from lookalike.images import open_image
+from lookalike.indexing.pipeline import PipelineConfig, embed_sources, ordered_map
 
 # fp32 ONNX Runtime vs PyTorch: different kernels, same maths. Unit vectors agree to this per component.
 FP32_TOLERANCE = 1e-5
@@ -220,9 +220,9 @@ def test_without_openvino_the_build_and_the_app_fall_back_and_say_so(
     small_catalog_dir, small_index_dir, tmp_path, monkeypatch, caplog
 ):
     from lookalike.app.service import LookalikeService
-    from lookalike.build.builder import BuildConfig, build_index
     from lookalike.catalog import CatalogSource
     from lookalike.index.store import load_index
+    from lookalike.indexing.builder import BuildConfig, build_index
 
     monkeypatch.setitem(sys.modules, "openvino", None)
     monkeypatch.setenv("LOOKALIKE_CACHE", str(tmp_path / "cache"))
@@ -239,9 +239,9 @@ def test_without_openvino_the_build_and_the_app_fall_back_and_say_so(
 
 @needs_native_bf16
 def test_bf16_is_an_explicit_build_option_recorded_in_the_metadata(small_catalog_dir, small_index_dir, tmp_path):
-    from lookalike.build.builder import BuildConfig, build_index
     from lookalike.catalog import CatalogSource
     from lookalike.index.store import METADATA_FILE, IndexMetadata, load_index
+    from lookalike.indexing.builder import BuildConfig, build_index
 
     default = load_index(small_index_dir).metadata
     assert (default.inference, default.precision) == ("openvino", "fp32")

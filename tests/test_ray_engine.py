@@ -9,12 +9,12 @@ import pyarrow as pa
 import pytest
 
 from lookalike.backbones.inference import InferenceKind
-from lookalike.build.builder import BuildConfig, Engine
-from lookalike.build.builder import build_index as build
-from lookalike.build.pipeline import PipelineConfig
-from lookalike.build.ray_engine import RayConfig, _cut_into_chunks, embed_chunks_on_ray
 from lookalike.catalog import CatalogSource
 from lookalike.index.store import load_index
+from lookalike.indexing.builder import BuildConfig, Engine
+from lookalike.indexing.builder import build_index as build
+from lookalike.indexing.pipeline import PipelineConfig
+from lookalike.indexing.ray_engine import RayConfig, _cut_into_chunks, embed_chunks_on_ray
 
 
 @pytest.mark.slow

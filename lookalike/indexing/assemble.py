@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from lookalike.build.incremental import HASH_COLUMN, Key, PreviousBuild
+from lookalike.indexing.incremental import HASH_COLUMN, Key, PreviousBuild
 
 # Rows gathered per block: with 8 kB thumbnails and 1280 floats, ~13 MB in memory at a time.
 BLOCK_ROWS = 1024

@@ -20,17 +20,17 @@ from tqdm.auto import tqdm
 
 from lookalike.backbones.inference import Inference, InferenceConfig, InferenceKind, Precision, load_inference
 from lookalike.backbones.registry import DEFAULT_BACKBONE, Backbone, load_backbone
-from lookalike.build.assemble import BLOCK_ROWS, PREVIOUS, RowPlan, chunk_outcomes, plan_rows, row_blocks
-from lookalike.build.chunk import embed_chunk
-from lookalike.build.incremental import HASH_COLUMN, PreviousBuild, content_hashes, reusable_rows
-from lookalike.build.output_guard import holding_output_lock, refuse_duplicate_ids
-from lookalike.build.pipeline import PipelineConfig
-from lookalike.build.ray_engine import RayConfig
 from lookalike.catalog import CatalogItem, CatalogSource, load_catalog, stratified_split
 from lookalike.index.ann import ANN_FILE
 from lookalike.index.search import ANN_MIN_ITEMS, EXACT_SEARCH, AnnMode, AnnReuse, SearchMethod
 from lookalike.index.store import IndexMetadata
 from lookalike.index.writer import ROWS_PER_SHARD, IndexWriter
+from lookalike.indexing.assemble import BLOCK_ROWS, PREVIOUS, RowPlan, chunk_outcomes, plan_rows, row_blocks
+from lookalike.indexing.chunk import embed_chunk
+from lookalike.indexing.incremental import HASH_COLUMN, PreviousBuild, content_hashes, reusable_rows
+from lookalike.indexing.output_guard import holding_output_lock, refuse_duplicate_ids
+from lookalike.indexing.pipeline import PipelineConfig
+from lookalike.indexing.ray_engine import RayConfig
 
 logger = logging.getLogger(__name__)
 
@@ -259,7 +259,7 @@ def _embed_chunks(
 ) -> Iterator[pa.Table]:
     """Each chunk's `chunk_embedding.CHUNK_SCHEMA` table, in order, from the configured engine."""
     if config.engine is Engine.RAY:
-        from lookalike.build.ray_engine import embed_chunks_on_ray
+        from lookalike.indexing.ray_engine import embed_chunks_on_ray
 
         # The runtime this process resolved (e.g. AUTO -> onnx), so the metadata is true of every actor.
         yield from embed_chunks_on_ray(chunks, config.model, inference.name, config.pipeline, config.ray)

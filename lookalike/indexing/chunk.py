@@ -9,8 +9,8 @@ import pyarrow as pa
 from lookalike.backbones.embedding import l2_normalize
 from lookalike.backbones.inference import Inference, accepts_uint8
 from lookalike.backbones.preprocessing import Preprocessing
-from lookalike.build.pipeline import PipelineConfig, embed_batches, ordered_map, prepare
 from lookalike.catalog import CatalogItem
+from lookalike.indexing.pipeline import PipelineConfig, embed_batches, ordered_map, prepare
 
 # A checkpointed chunk. `embedding` and `image` are null, and `error` says why, for unreadable images.
 CHUNK_SCHEMA = pa.schema(

@@ -10,8 +10,8 @@ from types import ModuleType
 
 import pyarrow as pa
 
-from lookalike.build.pipeline import PipelineConfig
 from lookalike.catalog import CatalogItem
+from lookalike.indexing.pipeline import PipelineConfig
 
 RAY_MISSING = (
     "The Ray engine needs Ray Data, which is not installed: pip install -r requirements-scale.txt "
@@ -48,7 +48,7 @@ class ChunkEmbedder:
         self.pipeline = pipeline
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        from lookalike.build.chunk import embed_chunk
+        from lookalike.indexing.chunk import embed_chunk
 
         items = [
             CatalogItem(id=row["id"], label="", image=row["bytes"] if row["bytes"] is not None else Path(row["path"]))

@@ -8,10 +8,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lookalike.build.pipeline import ordered_map
 from lookalike.catalog import CatalogItem
 from lookalike.images import ImageSource
 from lookalike.index.store import METADATA_FILE, EmbeddingIndex, IndexMetadata, IndexMismatchError, load_index
+from lookalike.indexing.pipeline import ordered_map
 
 logger = logging.getLogger(__name__)
 
