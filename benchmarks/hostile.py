@@ -16,6 +16,7 @@ calls. Traffic goes to 127.0.0.1 only, bounded in count and time. Not a test: it
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import random
@@ -25,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -40,6 +42,9 @@ from tests.local_server import running_app_process
 
 BACKBONE = "efficientnet-lite0"
 ENDPOINTS = ("recommend", "search", "recommend_set", "recommend_region", "compare", "explain")
+# Every way a client can run an endpoint: the API's queue (/gradio_api/call), the page's queue
+# (/gradio_api/queue/join), and the direct route (/gradio_api/run), which must not skip the limits.
+ROUTES = ("call", "queue", "run")
 FILTERS = [[], False, [], True]  # categories, not my category, not wanted, collapse near-duplicates
 
 
@@ -99,13 +104,45 @@ class App:
         path = response.json()[0]
         return {"path": path, "orig_name": upload.filename, "meta": {"_type": "gradio.FileData"}}
 
-    def call(self, endpoint: str, data: list) -> Outcome:
+    def call(self, endpoint: str, data: list, route: str = "call") -> Outcome:
+        """One call through one of the routes a client can take (ROUTES)."""
+        if route == "run":
+            return self._run(endpoint, data)
+        if route == "queue":
+            return self._queue(endpoint, data)
         api = f"{self.url}gradio_api/call/{endpoint}"
         response = self.http.post(api, json={"data": data})
         if response.status_code != 200:
             return http_refusal(response)
         stream = self.http.get(f"{api}/{response.json()['event_id']}").text
         return sse_outcome(stream)
+
+    def _run(self, endpoint: str, data: list) -> Outcome:
+        """POST /gradio_api/run/<endpoint>: one request, answered with the outputs (where the route is open)."""
+        response = self.http.post(f"{self.url}gradio_api/run/{endpoint}", json={"data": data})
+        return Outcome("answered") if response.status_code == 200 else http_refusal(response)
+
+    def _queue(self, endpoint: str, data: list) -> Outcome:
+        """What the page does: join the queue with a session, then read that session's event stream."""
+        session = uuid.uuid4().hex
+        body = {"data": data, "fn_index": self.fn_index(endpoint), "session_hash": session, "event_data": None}
+        response = self.http.post(f"{self.url}gradio_api/queue/join", json=body)
+        if response.status_code != 200:
+            return http_refusal(response)
+        with self.http.stream("GET", f"{self.url}gradio_api/queue/data", params={"session_hash": session}) as stream:
+            for line in stream.iter_lines():
+                message = json.loads(line[len("data: ") :]) if line.startswith("data: ") else {}
+                if message.get("msg") == "process_completed":
+                    if message.get("success"):
+                        return Outcome("answered")
+                    error = str((message.get("output") or {}).get("error") or "").strip()
+                    return Outcome("refused" if len(error) > 12 else "unreadable", error[:200])
+        return Outcome("server_error", "the event stream ended without an answer")
+
+    @functools.cache  # noqa: B019 (one App per client, a handful of endpoints)
+    def fn_index(self, endpoint: str) -> int:
+        config = self.http.get(f"{self.url}config").json()
+        return next(d["id"] for d in config["dependencies"] if d.get("api_name") == endpoint)
 
     def send(self, endpoint: str, upload: Upload, good: dict | None = None) -> Outcome:
         """One fuzzed upload through one endpoint (with a good second picture where it takes two)."""
@@ -259,6 +296,12 @@ def refusal_costs(app: App, pid: int, good: dict) -> dict:
     return figures
 
 
+def settled_rss(pid: int, seconds: float = 5) -> float:
+    """The server's RSS once the work it was handed has had `seconds` to finish and give memory back."""
+    time.sleep(seconds)
+    return rss_mb(pid)
+
+
 def big_pictures(app: App, pid: int, count: int) -> dict:
     """RSS before, at its peak during, and settled after `count` 49-Mpx pictures through /recommend."""
     upload = big_picture()
@@ -267,8 +310,7 @@ def big_pictures(app: App, pid: int, count: int) -> dict:
     with PeakRss(pid) as peak:
         for _ in range(count):
             outcomes.append(app.send("recommend", upload))
-    time.sleep(5)
-    settled = rss_mb(pid)
+    settled = settled_rss(pid)
     return {
         "pictures": count,
         "file_mb": round(len(upload.data) / 1024**2, 1),
@@ -282,8 +324,9 @@ def big_pictures(app: App, pid: int, count: int) -> dict:
     }
 
 
-def explain_burst(app_url: str, good: dict, burst: int) -> dict:
-    """`burst` concurrent explain calls while /recommend is timed, one call after another."""
+def explain_burst(app_url: str, pid: int, good: dict, burst: int, route: str) -> dict:
+    """`burst` concurrent explain calls through `route` while /recommend is timed, one call after another,
+    and the server's RSS before, at its peak and once it has settled."""
     recommend = App(app_url)
     latencies, stop = [], threading.Event()
 
@@ -296,16 +339,18 @@ def explain_burst(app_url: str, good: dict, burst: int) -> dict:
 
     timer = threading.Thread(target=time_recommend, daemon=True)
     tally = Tally()
+    rss_before = rss_mb(pid)
     started = time.monotonic()
     timer.start()
-    with ThreadPoolExecutor(burst) as pool:
-        outcomes = list(pool.map(lambda _: App(app_url).call("explain", [good, good, BACKBONE]), range(burst)))
+    with PeakRss(pid) as peak, ThreadPoolExecutor(burst) as pool:
+        outcomes = list(pool.map(lambda _: App(app_url).call("explain", [good, good, BACKBONE], route), range(burst)))
     stop.set()
     timer.join()
     for outcome in outcomes:
         tally.add(outcome)
     seconds = sorted(s for s, _ in latencies)
     return {
+        "route": route,
         "explain_calls": burst,
         **tally.summary(),
         "burst_wall_s": round(time.monotonic() - started, 1),
@@ -314,6 +359,9 @@ def explain_burst(app_url: str, good: dict, burst: int) -> dict:
         "recommend_p50_s": round(statistics.median(seconds), 2) if seconds else None,
         "recommend_p95_s": round(seconds[max(0, int(len(seconds) * 0.95) - 1)], 2) if seconds else None,
         "recommend_max_s": round(seconds[-1], 2) if seconds else None,
+        "rss_before_mb": round(rss_before),
+        "rss_peak_mb": round(peak.peak),
+        "rss_settled_above_before_mb": round(settled_rss(pid) - rss_before),
     }
 
 
@@ -330,8 +378,10 @@ def run(url: str, pid: int, temp_dir: Path, config: HostileConfig) -> dict:
     print("fuzzing ...", flush=True)
     temp_before = disk_mb(temp_dir)
     figures["fuzz"] = fuzz(app, config, temp_dir, good)
-    print("explain burst ...", flush=True)
-    figures["explain_burst"] = explain_burst(url, good, config.burst)
+    figures["explain_burst"] = {}
+    for route in ROUTES:
+        print(f"explain burst through /gradio_api/{route} ...", flush=True)
+        figures["explain_burst"][route] = explain_burst(url, pid, good, config.burst, route)
     figures["temp_growth_total_mb"] = round(disk_mb(temp_dir) - temp_before, 1)
     final = app.call("recommend", [good, 3, "cosine", BACKBONE])
     figures["still_answers"] = final.kind == "answered"

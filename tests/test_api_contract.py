@@ -26,7 +26,7 @@ ENDPOINTS = {
 @pytest.fixture(scope="module")
 def api_info(small_index_dir):
     service = LookalikeService.from_embeddings_dir(small_index_dir.parent)
-    return build_demo(service, AppConfig(embeddings_dir=small_index_dir.parent)).get_api_info()["named_endpoints"]
+    return build_demo(service, AppConfig()).get_api_info()["named_endpoints"]
 
 
 def test_endpoint_names_parameter_names_and_outputs_stay_as_published(api_info):

@@ -82,8 +82,10 @@ def test_exif_rotated_upload_is_turned_upright_before_embedding(client, tmp_path
 
 def test_app_without_embeddings_explains_how_to_build(tmp_path):
     service = LookalikeService.from_embeddings_dir(tmp_path / "empty")
-    demo = build_demo(service, AppConfig(embeddings_dir=tmp_path / "empty"))
-    assert "python build_index.py" in demo.config["components"][1]["props"]["value"]
+    demo = build_demo(service, AppConfig())
+    instructions = demo.config["components"][1]["props"]["value"]
+    assert "python build_index.py" in instructions
+    assert str(tmp_path) not in instructions  # the public page names no folder of the server
     with pytest.raises(Exception, match="No embeddings are loaded"):
         Handlers(service).recommend(str(tmp_path / "x.jpg"), 5, "cosine", None)
 
@@ -110,7 +112,7 @@ def test_uploads_and_answer_files_are_deleted_once_old(small_index_dir, tmp_path
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
     service = LookalikeService.from_embeddings_dir(small_index_dir.parent)
     limits = TrafficLimits(temp_max_age_seconds=2, temp_check_seconds=1)
-    demo = share_fairly(build_demo(service, AppConfig(embeddings_dir=small_index_dir.parent)), limits)
+    demo = share_fairly(build_demo(service, AppConfig()), limits)
     demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
     try:
         url = demo.local_url
