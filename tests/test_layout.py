@@ -99,7 +99,8 @@ def test_embeddings_setting_takes_folders_builds_and_hub_ids(small_index_dir, tm
         "efficientnet-lite0-finetuned",
         "mobilenet-v2",
         "shop/lookalike-catalog",
-        str(small_index_dir),  # same folder name as a bundled build: told apart by its path
+        # The same folder name as a bundled build: told apart by its parent's name, not the server's path.
+        f"{small_index_dir.parent.name}/{small_index_dir.name}",
     ]
     assert downloaded == ["shop/lookalike-catalog"] and sources.problems == []
     assert resolve_embeddings(str(small_index_dir), download).builds == {small_index_dir.name: small_index_dir}
