@@ -135,8 +135,8 @@ class App:
                 if message.get("msg") == "process_completed":
                     if message.get("success"):
                         return Outcome("answered")
-                    error = str((message.get("output") or {}).get("error") or "").strip()
-                    return Outcome("refused" if len(error) > 12 else "unreadable", error[:200])
+                    error = (message.get("output") or {}).get("error")
+                    return error_outcome(error, "process_completed with no message")
         return Outcome("server_error", "the event stream ended without an answer")
 
     @functools.cache  # noqa: B019 (one App per client, a handful of endpoints)
@@ -193,10 +193,15 @@ def sse_outcome(stream: str) -> Outcome:
         message = data
     if isinstance(message, dict):  # {"error": text or None, "title": ..., ...}
         message = message.get("error")
+    return error_outcome(message, f"{kind} with no message")
+
+
+def error_outcome(message: object, missing: str) -> Outcome:
+    """An error event's outcome: refused when it carries a message a user can read, else unreadable."""
     message = str(message).strip() if message is not None else ""
     # Gradio sends `null` for an exception that is not a gr.Error: the user would see a bare "Error".
     readable = len(message) > 12 and message.lower() not in ("error", "none", "null")
-    return Outcome("refused" if readable else "unreadable", message[:200] or f"{kind} with no message")
+    return Outcome("refused" if readable else "unreadable", message[:200] or missing)
 
 
 def rss_mb(pid: int) -> float:
