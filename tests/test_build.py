@@ -42,7 +42,8 @@ def catalog_with_broken_files(small_catalog_dir, tmp_path):
 
 def test_output_is_a_hub_dataset_repository_that_load_dataset_reads(small_index_dir):
     dataset = datasets.load_dataset(str(small_index_dir), split="train")
-    assert dataset.column_names == ["id", "label", "split", "image", "embedding", "content_hash"]
+    assert dataset.column_names == ["id", "label", "split", "image", "embedding", "content_hash", "product_id"]
+    assert dataset["product_id"] == dataset["id"]  # a folder of photos: each photo its own product
     assert len(dataset) == 24 and set(dataset["split"]) == {"train", "test"}
     row = dataset[0]
     assert row["image"].size[0] <= 256 and isinstance(row["label"], str)

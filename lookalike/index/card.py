@@ -6,6 +6,19 @@ from collections.abc import Mapping
 from pathlib import Path
 
 CARD_FILE = "README.md"
+# What the product columns hold (Google Merchant Center attribute names); others are the source's own.
+COLUMN_MEANINGS = {
+    "product_id": "the product this photo shows (a product with several photos has several rows)",
+    "title": "the product's name",
+    "description": "its description",
+    "link": "its page in the shop (http or https only)",
+    "image_link": "its main image as the feed gave it",
+    "price": "its price",
+    "sale_price": "its sale price, when on sale",
+    "currency": "the prices' currency (ISO 4217)",
+    "availability": "in_stock, out_of_stock, preorder or backorder",
+    "item_group_id": "its variant group: sizes and colours of one product share it",
+}
 
 
 def public_source(source: str) -> str:
@@ -13,7 +26,13 @@ def public_source(source: str) -> str:
     return Path(source).name or source if Path(source).is_absolute() else source
 
 
-def dataset_card(metadata, label_counts: Mapping[str, int], data_files: str, licence: str = "other") -> str:
+def dataset_card(
+    metadata,
+    label_counts: Mapping[str, int],
+    data_files: str,
+    licence: str = "other",
+    product_columns: Mapping[str, object] | None = None,
+) -> str:
     """YAML front-matter (licence, tags, the parquet files as the `train` split) and a body for people.
 
     `metadata` is the build's `store.IndexMetadata`.
@@ -32,6 +51,10 @@ def dataset_card(metadata, label_counts: Mapping[str, int], data_files: str, lic
         if metadata.split_column
         else f"Each category was split {1 - metadata.test_fraction:.0%} train / {metadata.test_fraction:.0%} test "
         f"with seed {metadata.split_seed}."
+    )
+    product_rows = "".join(
+        f"\n| `{name}` | {data_type} | {COLUMN_MEANINGS.get(name, 'a product attribute of the source')} |"
+        for name, data_type in (product_columns or {}).items()
     )
     return f"""---
 license: {licence}
@@ -74,12 +97,12 @@ Categories: {categories}.
 
 | column | type | meaning |
 |---|---|---|
-| `id` | string | the product's id (its path in the catalog folder) |
+| `id` | string | the photo's id: its product's id, `#2`, `#3`... for its further photos (a folder: its path) |
 | `label` | string | its category |
 | `split` | string | `train` or `test`, for evaluation |
 | `image` | image | JPEG thumbnail |
 | `embedding` | float32[{metadata.embedding_dim}] | unit-length embedding (cosine = dot product) |
-| `content_hash` | string | digest of the source image's bytes: a rebuild reuses the row while it matches |
+| `content_hash` | string | digest of the source image's bytes: a rebuild reuses the row while it matches |{product_rows}
 
 ## Load it
 

@@ -16,7 +16,7 @@ from lookalike.index.ann import ANN_FILE
 from lookalike.index.exact import EVERY_ROW, Metric, SearchResults
 from lookalike.index.search import SearchMethod, VectorSearch
 from lookalike.index.serving_cache import DATA_DIR, open_cache, shard_files
-from lookalike.index.writer import METADATA_FILE, IndexWriter
+from lookalike.index.writer import METADATA_FILE, IndexWriter, table_product_columns
 
 # Rows per block when rows already in memory are written out.
 BLOCK_ROWS = 4096
@@ -129,7 +129,8 @@ def save_index(rows, metadata: IndexMetadata, output_dir: str | Path, licence: s
     Builds stream their rows through `IndexWriter` instead; this is for rows that are already here.
     """
     table = rows.data.table if hasattr(rows, "data") else rows
-    writer = IndexWriter(Path(output_dir), table.num_rows, metadata.embedding_dim)
+    columns = table_product_columns(table.schema) or None
+    writer = IndexWriter(Path(output_dir), table.num_rows, metadata.embedding_dim, product_columns=columns)
     for batch in table.to_batches(max_chunksize=BLOCK_ROWS):
         writer.write(pa.Table.from_batches([batch]))
     return writer.finish(metadata, licence)

@@ -10,12 +10,14 @@ import hashlib
 import os
 import shutil
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lookalike.catalog.product import PRODUCT_ID
 from lookalike.index.card import CARD_FILE, dataset_card
 from lookalike.index.durable import fsync_directory, fsync_tree
 from lookalike.index.search import AnnReuse
@@ -33,10 +35,15 @@ METADATA_FILE = "lookalike.json"
 ROWS_PER_SHARD = 10_000
 
 
-def build_features(embedding_dim: int):
-    """The `datasets` features of a build's rows (the parquet schema carries them as metadata)."""
+ROW_COLUMNS = ("id", "label", "split", "image", "embedding", "content_hash")
+
+
+def build_features(embedding_dim: int, product_columns: Mapping[str, pa.DataType] | None = None):
+    """The `datasets` features of a build's rows (the parquet schema carries them as metadata): the
+    row's own columns, then its product's (`catalog.product`: title, price, link, ...) as the source has them."""
     import datasets
 
+    products = {name: datasets.Value(str(data_type)) for name, data_type in (product_columns or {}).items()}
     return datasets.Features(
         {
             "id": datasets.Value("string"),
@@ -46,8 +53,14 @@ def build_features(embedding_dim: int):
             "embedding": datasets.List(datasets.Value("float32"), length=embedding_dim),
             # Digest of the source image's bytes: an incremental rebuild reuses the row while it matches.
             "content_hash": datasets.Value("string"),
+            **products,
         }
     )
+
+
+def table_product_columns(schema: pa.Schema) -> dict[str, pa.DataType]:
+    """The product columns of rows already in a table (every column besides a row's own)."""
+    return {name: schema.field(name).type for name in schema.names if name not in ROW_COLUMNS}
 
 
 class IndexWriter:
@@ -56,15 +69,23 @@ class IndexWriter:
     A reader (or a crash) only ever sees the old complete folder or the new complete one.
     """
 
-    def __init__(self, output: Path, n_rows: int, embedding_dim: int, rows_per_shard: int = ROWS_PER_SHARD) -> None:
+    def __init__(
+        self,
+        output: Path,
+        n_rows: int,
+        embedding_dim: int,
+        rows_per_shard: int = ROWS_PER_SHARD,
+        product_columns: Mapping[str, pa.DataType] | None = None,
+    ) -> None:
         if rows_per_shard < 1:
             raise ValueError(f"rows_per_shard must be >= 1, got {rows_per_shard}")
         self.output, self.n_rows, self.dim, self.rows_per_shard = Path(output), n_rows, embedding_dim, rows_per_shard
+        self.product_columns = dict(product_columns or {PRODUCT_ID: pa.string()})
         self.output.parent.mkdir(parents=True, exist_ok=True)
         self.staging = self.output.with_name(f".{self.output.name}.writing")
         shutil.rmtree(self.staging, ignore_errors=True)
         (self.staging / DATA_DIR).mkdir(parents=True)
-        self.schema = build_features(embedding_dim).arrow_schema
+        self.schema = build_features(embedding_dim, self.product_columns).arrow_schema
         self.cache = CacheWriter(self.staging / CACHE_DIR, n_rows, embedding_dim, self.schema)
         self.label_counts: Counter[str] = Counter()
         # Of everything written, column by column (so block sizes do not change it). It names the shards:
@@ -76,7 +97,14 @@ class IndexWriter:
         self._n_shards = 0
 
     def write(self, block: pa.Table) -> None:
-        """Append rows (the `build_features` columns, in any order) after those already written."""
+        """Append rows (the `build_features` columns, in any order) after those already written.
+
+        A product column the block lacks is unknown for its rows; without `product_id`, each row is its own product.
+        """
+        for name, data_type in self.product_columns.items():
+            if name not in block.column_names:
+                filler = block.column("id") if name == PRODUCT_ID else pa.nulls(block.num_rows, data_type)
+                block = block.append_column(name, filler)
         block = block.select(self.schema.names).cast(self.schema)
         vectors = self.cache.write(block)
         self.label_counts.update(block.column("label").to_pylist())
@@ -97,11 +125,9 @@ class IndexWriter:
 
     def _update_digests(self, block: pa.Table, vectors: np.ndarray) -> None:
         self.digests["embedding"].update(np.ascontiguousarray(vectors).tobytes())
-        for name, values in [
-            (name, block.column(name).to_pylist()) for name in ("id", "label", "split", "content_hash")
-        ]:
-            for value in values:
-                self.digests[name].update(b"\xff" if value is None else value.encode() + b"\0")
+        for name in ("id", "label", "split", "content_hash", *self.product_columns):
+            for value in block.column(name).to_pylist():
+                self.digests[name].update(b"\xff" if value is None else str(value).encode() + b"\0")
         # The thumbnails' bytes straight from the Arrow buffers: no Python object per image.
         images = block.column("image").combine_chunks().field("bytes").cast(pa.large_binary())
         offsets = np.frombuffer(images.buffers()[1], dtype=np.int64)[images.offset : images.offset + len(images) + 1]
@@ -129,7 +155,7 @@ class IndexWriter:
             metadata.search.write(MatrixFile(cache.embeddings), self.staging, ann_reuse)
         data_files = f"{DATA_DIR}/train-{digest}-*.parquet"
         (self.staging / CARD_FILE).write_text(
-            dataset_card(metadata, self.label_counts, data_files, licence), encoding="utf-8"
+            dataset_card(metadata, self.label_counts, data_files, licence, self.product_columns), encoding="utf-8"
         )
         (self.staging / METADATA_FILE).write_text(metadata.to_json(), encoding="utf-8")
         fsync_tree(self.staging)  # the data on disk before the rename makes it visible

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from lookalike.catalog.product import CatalogItem, product_arrays
 from lookalike.indexing.incremental import HASH_COLUMN, Key, PreviousBuild
 
 # Rows gathered per block: with 8 kB thumbnails and 1280 floats, ~13 MB in memory at a time.
@@ -84,15 +85,18 @@ def plan_rows(keys: Sequence[Key], previous: PreviousBuild | None, outcome: Chun
 
 def row_blocks(
     plan: RowPlan,
-    labels: Sequence[str],
+    items: Sequence[CatalogItem],
     splits: Sequence[str],
+    product_columns: Mapping[str, pa.DataType],
     previous: PreviousBuild | None,
     chunk_files: Sequence[Path],
     block_rows: int = BLOCK_ROWS,
 ) -> Iterator[pa.Table]:
-    """Tables of `block_rows` rows (id, image, embedding, content_hash, label, split) in plan order.
+    """Tables of `block_rows` rows (id, image, embedding, content_hash, label, split, then the product
+    columns) in plan order.
 
-    `labels` and `splits` are the current catalog's, by catalog position.
+    `items` and `splits` are the current catalog's, by catalog position: a reused row takes its
+    vector from the previous build and its label and product fields (a new price) from the catalog.
     """
     chunks = _ChunkReader(chunk_files)
     for start in range(0, len(plan), block_rows):
@@ -105,8 +109,12 @@ def row_blocks(
             order.append(members)
         table = pa.concat_tables(parts).take(np.argsort(np.concatenate(order), kind="stable"))
         positions = plan.positions[start:end].tolist()
-        table = table.append_column("label", pa.array([labels[p] for p in positions], type=pa.string()))
-        yield table.append_column("split", pa.array([splits[p] for p in positions], type=pa.string()))
+        block_items = [items[p] for p in positions]
+        table = table.append_column("label", pa.array([item.label for item in block_items], type=pa.string()))
+        table = table.append_column("split", pa.array([splits[p] for p in positions], type=pa.string()))
+        for name, array in product_arrays(block_items, product_columns).items():
+            table = table.append_column(name, array)
+        yield table
 
 
 def _previous_rows(previous: PreviousBuild, rows: list[int]) -> pa.Table:

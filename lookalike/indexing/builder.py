@@ -187,8 +187,9 @@ def build_index(config: BuildConfig, show_progress: bool = True) -> BuildReport:
         search=ann.search,
     )
     # Row by row into shards and the serving matrix: memory holds one block, whatever the catalog size.
-    writer = IndexWriter(config.output, len(plan), backbone.embedding_dim, config.rows_per_shard)
-    for block in row_blocks(plan, catalog.labels, splits, previous, chunk_files, config.block_rows):
+    columns = catalog.product_columns
+    writer = IndexWriter(config.output, len(plan), backbone.embedding_dim, config.rows_per_shard, columns)
+    for block in row_blocks(plan, catalog.items, splits, columns, previous, chunk_files, config.block_rows):
         writer.write(block)
     writer.finish(metadata, config.licence, ann.reuse)
     shutil.rmtree(work_dir)

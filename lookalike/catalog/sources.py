@@ -1,4 +1,4 @@
-"""Catalog sources (image folder, Hub dataset, bundled catalog) and the seeded train/test split."""
+"""Where a catalog comes from (bundled, image folder, product feed, Hub dataset) and the seeded split."""
 
 from __future__ import annotations
 
@@ -9,37 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lookalike.images import ImageSource
+from lookalike.catalog.product import Catalog, CatalogError, CatalogItem
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 BUNDLED_CATALOG_DIR = REPO_ROOT / "catalog"
 EXAMPLES_DIR = REPO_ROOT / "examples"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
-
-
-@dataclass(frozen=True)
-class CatalogItem:
-    """One product: a stable id, its category, and what `open_image` reads it from."""
-
-    id: str
-    label: str
-    image: ImageSource
-
-
-@dataclass(frozen=True)
-class Catalog:
-    source: str
-    items: list[CatalogItem]
-    # The source's own train/test assignment, when it has one; else build_index splits by seed.
-    given_splits: list[str] | None = None
-
-    @property
-    def labels(self) -> list[str]:
-        return [item.label for item in self.items]
-
-
-class CatalogError(ValueError):
-    """A catalog source that cannot be read; the message says what to pass instead."""
 
 
 @dataclass(frozen=True)
