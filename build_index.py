@@ -2,9 +2,11 @@
 
     python build_index.py [SOURCE] --model efficientnet-lite0 --output embeddings/efficientnet-lite0
 
-SOURCE is an image folder (one sub-folder per category), a Hub dataset id, or omitted for the
-bundled catalog. The output folder is a Hub dataset repository as it will be pushed: README.md
-(the dataset card), data/*.parquet (id, label, split, thumbnail, embedding, content hash),
+SOURCE is a shop's product feed (Merchant Center .tsv/.csv/.txt or RSS/Atom .xml, images fetched from
+their URLs into a download cache), an image folder (one sub-folder per category, or photos listed in a
+metadata.csv), a Hub dataset id, or omitted for the bundled catalog. The output folder is a Hub
+dataset repository as it will be pushed: README.md (the dataset card), data/*.parquet (id, label,
+split, thumbnail, embedding, content hash, the products' columns: title, price, link, ...),
 lookalike.json and, for large catalogs, ann.faiss. `--push-to-hub USER/name` uploads it.
 """
 
@@ -15,6 +17,7 @@ import sys
 from pathlib import Path
 
 from lookalike.backbones.registry import available_backbones
+from lookalike.catalog.download import DownloadConfig
 from lookalike.cli import add_catalog_options, add_options, catalog_source, option_values
 from lookalike.indexing.builder import BuildConfig, build_index
 from lookalike.indexing.ray_engine import RayConfig
@@ -34,6 +37,7 @@ BUILD_OPTIONS = (
     "licence",
 )
 RAY_OPTIONS = ("concurrency", "cpus_per_actor")
+DOWNLOAD_OPTIONS = ("cache_dir", "workers", "read_timeout", "deadline", "max_bytes", "retries")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -52,6 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="embed every image again instead of reusing unchanged rows of the index already at --output",
     )
     add_options(parser, RayConfig, RAY_OPTIONS, prefix="ray-")
+    add_options(parser, DownloadConfig, DOWNLOAD_OPTIONS, prefix="download-")
     parser.add_argument(
         "--push-to-hub",
         metavar="REPO_ID",
@@ -69,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         output=args.output or Path("embeddings") / Path(args.model).name,
         incremental=not args.from_scratch,
         ray=RayConfig(**option_values(args, RAY_OPTIONS, prefix="ray-")),
+        download=DownloadConfig(**option_values(args, DOWNLOAD_OPTIONS, prefix="download-")),
         **option_values(args, BUILD_OPTIONS),
     )
     try:
@@ -80,6 +86,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f" ({report.n_resumed} resumed from an interrupted run)" if report.n_resumed else "")
     reused = f", reused {report.n_reused} unchanged from the previous build" if report.n_reused else ""
     print(f"Embedded {report.n_embedded} images{reused}; search: {report.search}")
+    counts = report.downloads
+    if counts.downloaded or counts.revalidated or counts.failed or counts.stale:
+        print(
+            f"Images by URL: {counts.downloaded} downloaded, {counts.revalidated} unchanged since the last build "
+            f"(not downloaded again), {counts.stale} from the cache (server unreachable), {counts.failed} failed"
+        )
+    if report.rejected:
+        print(f"Left out {len(report.rejected)} rows of the source:")
+        for row in report.rejected:
+            print(f"  {row.row}: {row.reason}")
     if report.skipped:
         print(f"Skipped {len(report.skipped)} unreadable images:")
         for skipped in report.skipped:

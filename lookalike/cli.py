@@ -37,12 +37,12 @@ def option_values(args: argparse.Namespace, names: Sequence[str], prefix: str = 
     return {name: getattr(args, prefix.replace("-", "_") + name) for name in names}
 
 
-CATALOG_OPTIONS = ("image_column", "label_column", "id_column", "hub_split", "split_column")
+CATALOG_OPTIONS = ("image_column", "label_column", "id_column", "keep_columns", "hub_split", "split_column")
 
 
 def add_catalog_options(parser: argparse.ArgumentParser, positional: bool) -> None:
     """Where the catalog comes from: SOURCE (or --source) and the columns of a Hub dataset."""
-    source_help = "image folder or Hub dataset id (default: the bundled catalog)"
+    source_help = "product feed (.tsv, .csv, .txt, .xml), image folder or Hub dataset id (default: the bundled catalog)"
     if positional:
         parser.add_argument("source", nargs="?", help=source_help)
     else:

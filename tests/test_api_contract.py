@@ -10,7 +10,7 @@ from lookalike.app.layout import AppConfig, build_demo
 from lookalike.app.service import LookalikeService, SearchRequest
 from lookalike.app.shopper_controls import SearchControls
 
-FILTERS = ["categories", "exclude_own", "not_wanted", "collapse"]
+FILTERS = ["categories", "exclude_own", "not_wanted", "collapse", "facets", "price_min", "price_max", "in_stock_only"]
 OPTIONS = ["k", "metric", "backbone"]
 ENDPOINTS = {
     "/recommend": (["image", *OPTIONS], 3),
@@ -47,6 +47,10 @@ def test_search_parameters_default_like_the_page(api_info):
         "exclude_own": False,
         "not_wanted": [],
         "collapse": True,
+        "facets": [],
+        "price_min": None,
+        "price_max": None,
+        "in_stock_only": False,
     }
 
 

@@ -49,7 +49,8 @@ def test_permalink_keeps_filters_feedback_and_sets(handlers):
     ids_ = handlers.service.recommenders[BACKBONE].ids
     item_id, not_wanted = ids_[7], [ids_[20]]
     answer = handlers.recommend_item(item_id, 5, "euclidean", BACKBONE, ["money", "vehicle"], True, not_wanted, False)
-    *reopened, k, metric, _, categories, other_categories, not_wanted_update, collapse = reopen(handlers, answer[2])
+    page = reopen(handlers, answer[2])
+    reopened, (k, metric, _, categories, other_categories, not_wanted_update, collapse) = page[:4], page[4:11]
     assert reopened[1] == answer[1] and reopened[2].split(" ms")[1:] == answer[2].split(" ms")[1:]
     assert (k["value"], metric["value"], categories["value"]) == (5, "euclidean", ["money", "vehicle"])
     assert (other_categories["value"], not_wanted_update["value"], collapse["value"]) == (True, not_wanted, False)

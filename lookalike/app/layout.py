@@ -61,12 +61,25 @@ def example_images(examples_dir: Path) -> list[str]:
     return [str(item.image) for item in catalog.items]
 
 
+def catalog_filters(recommender) -> shopper_controls.CatalogFilters:
+    """What the default build's catalog can be filtered on (nothing when no build is served)."""
+    if recommender is None:
+        return shopper_controls.CatalogFilters([], [])
+    products = recommender.products
+    return shopper_controls.CatalogFilters(
+        sorted(recommender.categories.names),
+        products.offered_facets(),
+        has_prices=products.price is not None,
+        has_stock=products.in_stock is not None,
+    )
+
+
 def build_demo(service: LookalikeService, config: AppConfig) -> gr.Blocks:
     names = list(service.recommenders)
     default = service.default_backbone
     examples = example_images(config.examples_dir)
     catalog = service.recommenders.get(default)
-    categories = sorted(catalog.categories.names) if catalog else []
+    filters = catalog_filters(catalog)
     # One queue for every event that runs the model, so its limit bounds them all together.
     model_queue = {"concurrency_id": "model", "concurrency_limit": config.model_concurrency}
     handlers = Handlers(service)
@@ -100,7 +113,7 @@ def build_demo(service: LookalikeService, config: AppConfig) -> gr.Blocks:
                         metric = gr.Radio([m.value for m in Metric], value=Metric.COSINE.value, label="Similarity")
                         backbone = gr.Dropdown(names, value=default, label="Backbone (embeddings)")
                         search = shopper_controls.SearchControls(
-                            k, metric, backbone, **shopper_controls.filter_controls(categories)
+                            k, metric, backbone, **shopper_controls.filter_controls(filters)
                         )
                         region = shopper_controls.region_controls()
                         product_set = shopper_controls.set_controls()

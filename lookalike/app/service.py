@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 from PIL import Image
 
 from lookalike.app.gallery_files import ThumbnailFiles
+from lookalike.app.presentation import gallery_captions, summary_text
 from lookalike.backbones.registry import DEFAULT_BACKBONE
 from lookalike.evaluate.saved_reports import latest_report
 from lookalike.images import ImageError, ImageSource
@@ -21,8 +22,8 @@ from lookalike.index.exact import Metric
 from lookalike.index.sources import Download, download_dataset, resolve_embeddings
 from lookalike.recommend.explain import explain_similarity
 from lookalike.recommend.feedback import MAX_SET_SIZE
-from lookalike.recommend.filters import CategoryFilter
-from lookalike.recommend.recommender import Recommendation, RecommendationRequest, Recommender, average_similarity
+from lookalike.recommend.filters import CategoryFilter, ProductFilter
+from lookalike.recommend.recommender import RecommendationRequest, Recommender
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,23 @@ def public_message(text: str) -> str:
     return _SERVER_PATH.sub(lambda match: match.group(0).rstrip("/").rsplit("/", 1)[-1], text)
 
 
+_PRICES = ("price_min", "price_max")
+
+
+def _price(name: str, value: object) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise RequestError(f"{name} must be a number, got {value!r}.") from None
+
+
+def _facets_by_attribute(facets: Sequence[str]) -> list[list[str]]:
+    grouped: dict[str, list[str]] = {}
+    for facet in facets:
+        grouped.setdefault(facet.partition("=")[0], []).append(facet)
+    return list(grouped.values())
+
+
 @dataclass(frozen=True)
 class SearchRequest:
     """One search's options as the page and the API send them: K, metric, backbone, then the filters.
@@ -61,6 +79,11 @@ class SearchRequest:
     exclude_own: bool = field(default=False, metadata={"link": "other_categories"})
     not_wanted: tuple[str, ...] = field(default=(), metadata={"link": "not_wanted"})
     collapse: bool = field(default=True, metadata={"link": "duplicates"})
+    # Product attributes ("brand=Acme"): one attribute's values OR-ed, attributes AND-ed.
+    facets: tuple[str, ...] = field(default=(), metadata={"link": "facet"})
+    price_min: float | None = field(default=None, metadata={"link": "price_min"})
+    price_max: float | None = field(default=None, metadata={"link": "price_max"})
+    in_stock_only: bool = field(default=False, metadata={"link": "in_stock"})
 
     @classmethod
     def from_values(cls, **values) -> SearchRequest:
@@ -75,6 +98,8 @@ class SearchRequest:
                 value = (value,) if isinstance(value, str) else tuple(value)  # one category, not its letters
             elif isinstance(default, bool):
                 value = bool(value)
+            elif name in _PRICES:
+                value = _price(name, value)
             cleaned[name] = value
         request = cls(**cleaned)
         try:
@@ -107,6 +132,8 @@ class SearchRequest:
             value = getattr(self, f.name)
             if isinstance(value, tuple):
                 params += [(f.metadata["link"], item) for item in value]
+            elif f.name in _PRICES:
+                params += [(f.metadata["link"], f"{value:g}")] if value is not None else []
             elif value != f.default:  # a flag is in the link only when it differs from the default
                 params.append((f.metadata["link"], "1"))
         return params
@@ -123,7 +150,12 @@ class SearchRequest:
             if "link" not in f.metadata:
                 continue
             name = f.metadata["link"]
-            values[f.name] = tuple(params.getlist(name)) if f.default == () else (params.get(name) == "1") != f.default
+            if f.name in _PRICES:
+                values[f.name] = params.get(name)
+            elif f.default == ():
+                values[f.name] = tuple(params.getlist(name))
+            else:
+                values[f.name] = (params.get(name) == "1") != f.default
         if not str(values["k"]).isdigit():
             raise RequestError(f"k must be a whole number in the link, got {values['k']!r}.")
         return cls.from_values(**values)
@@ -135,6 +167,7 @@ class SearchRequest:
             filter=CategoryFilter(only=self.categories, exclude_query_category=self.exclude_own),
             less_like_ids=self.not_wanted,
             collapse_duplicates=self.collapse,
+            products=ProductFilter(self.facets, self.price_min, self.price_max, self.in_stock_only),
         )
 
     def describe(self, query_categories: Sequence[str]) -> list[str]:
@@ -143,6 +176,12 @@ class SearchRequest:
             notes.append(f"not your product's category ({', '.join(query_categories)})")
         if self.not_wanted:
             notes.append(f"steered away from {len(self.not_wanted)} not wanted")
+        notes += [" or ".join(values) for values in _facets_by_attribute(self.facets)]
+        if self.price_min is not None or self.price_max is not None:
+            low = f"{self.price_min:g}" if self.price_min is not None else "0"
+            notes.append(f"price {low}–{self.price_max:g}" if self.price_max is not None else f"price from {low}")
+        if self.in_stock_only:
+            notes.append("in stock")
         return notes
 
 
@@ -254,9 +293,14 @@ class LookalikeService:
         ]
         if found.items:
             notes = request.describe(found.query_categories)
-            summary = _summary(recommender, found.items, elapsed_ms, notes, query, query.permalink(request))
+            summary = summary_text(
+                recommender, found.items, elapsed_ms, notes, query.describe(), query.permalink(request)
+            )
         else:
-            summary = "**No product passes these filters.** Choose more categories or clear the not-wanted list."
+            summary = (
+                "**No product passes these filters.** Choose more categories or attributes, widen the price "
+                "range, or clear the not-wanted list."
+            )
         return Answer(gallery, [r.as_dict() for r in found.items], summary, query)
 
     def compare(self, image_a: ImageSource | None, image_b: ImageSource | None, backbone: str | None) -> str:
@@ -306,39 +350,3 @@ class LookalikeService:
             )
         heading = f"### Latest report covering `{model_id}`: `{report.path.name}`\n\n"
         return heading + report.summary, [(str(path), caption) for path, caption in report.figures]
-
-
-def product_name(item_id: str) -> str:
-    """A readable name from a product id: its file name without folder, extension or separators.
-
-    >>> product_name("fruit/apple-red.jpg"), product_name("12345")
-    ('Apple red', '12345')
-    """
-    stem = item_id.rsplit("/", 1)[-1]
-    stem = stem.rsplit(".", 1)[0] if "." in stem[1:] else stem
-    words = stem.replace("_", " ").replace("-", " ").split()
-    return " ".join(words)[:1].upper() + " ".join(words)[1:] if words else item_id
-
-
-def gallery_captions(results: list[Recommendation], metric: Metric) -> list[str]:
-    """Name, category and a short score per product; Gradio also uses the caption as the image's alt text."""
-    score = "{:.2f}" if metric is Metric.COSINE else "distance {:.2f}"
-    return [
-        f"{product_name(r.id)} · {r.label} · {score.format(r.score)}"
-        + (f" · +{len(r.near_duplicates)} alike" if r.near_duplicates else "")
-        for r in results
-    ]
-
-
-def _summary(
-    recommender: Recommender, items, elapsed_ms: float, notes: list[str], query: Query, link: str | None
-) -> str:
-    text = (
-        f"**Average similarity of the top {len(items)}: {average_similarity(items):.3f}** (cosine) · "
-        f"for {query.describe()} · {recommender.name} · {len(recommender.index):,} products · {elapsed_ms:.0f} ms"
-    )
-    if notes:
-        text += "\n\nFilters: " + " · ".join(notes)
-    if link:
-        text += f"\n\n[Link to these results]({link})"
-    return text

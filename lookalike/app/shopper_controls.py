@@ -38,6 +38,10 @@ class SearchControls:
     exclude_own: gr.Checkbox
     not_wanted: gr.Dropdown
     collapse: gr.Checkbox
+    facets: gr.Dropdown
+    price_min: gr.Number
+    price_max: gr.Number
+    in_stock_only: gr.Checkbox
 
     def options(self) -> list:
         return [getattr(self, name) for name in SearchRequest.option_names()]
@@ -59,14 +63,46 @@ def product_ids_input(label: str) -> gr.Dropdown:
     return gr.Dropdown(choices=[], value=[], multiselect=True, allow_custom_value=True, label=label)
 
 
-def filter_controls(categories: list[str]) -> dict:
-    """The filter controls, by `SearchRequest` field name."""
+@dataclass(frozen=True)
+class CatalogFilters:
+    """What the served catalog lets shoppers filter on, for the page's controls."""
+
+    categories: list[str]
+    facets: list[str]  # "attribute=value", a bounded list (ProductTable.offered_facets)
+    has_prices: bool = False
+    has_stock: bool = False
+
+
+def filter_controls(catalog: CatalogFilters) -> dict:
+    """The filter controls, by `SearchRequest` field name; product filters only where the catalog has the data."""
     with gr.Accordion("Filters", open=False):
-        chosen = gr.CheckboxGroup(categories, label="Only these categories (none ticked: all)")
+        chosen = gr.CheckboxGroup(catalog.categories, label="Only these categories (none ticked: all)")
         exclude_own = gr.Checkbox(label="Not my product's category: show matching products of other kinds", value=False)
         not_wanted = product_ids_input('Not wanted ("less like this"; remove to allow again)')
         collapse = gr.Checkbox(label="Show near-identical products once", value=True)
-    return {"categories": chosen, "exclude_own": exclude_own, "not_wanted": not_wanted, "collapse": collapse}
+        # A bounded list of the commonest values; any other "attribute=value" can be typed in.
+        facets = gr.Dropdown(
+            choices=catalog.facets,
+            value=[],
+            multiselect=True,
+            allow_custom_value=True,
+            label="Attributes (brand=..., color=...: one attribute's values OR-ed, attributes AND-ed)",
+            visible=bool(catalog.facets),
+        )
+        with gr.Row(visible=catalog.has_prices):
+            price_min = gr.Number(value=None, minimum=0, label="Price from", min_width=100)
+            price_max = gr.Number(value=None, minimum=0, label="Price up to", min_width=100)
+        in_stock_only = gr.Checkbox(label="In stock only", value=False, visible=catalog.has_stock)
+    return {
+        "categories": chosen,
+        "exclude_own": exclude_own,
+        "not_wanted": not_wanted,
+        "collapse": collapse,
+        "facets": facets,
+        "price_min": price_min,
+        "price_max": price_max,
+        "in_stock_only": in_stock_only,
+    }
 
 
 @dataclass(frozen=True)

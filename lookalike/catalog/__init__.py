@@ -1,5 +1,8 @@
 """Catalogs: where products come from (bundled, image folder, product feed, Hub), their schema, the split."""
 
+from lookalike.catalog.feed import is_feed, load_feed
+from lookalike.catalog.hub_dataset import catalog_from_dataset, load_hub_dataset
+from lookalike.catalog.image_folder import IMAGE_SUFFIXES, load_image_folder, load_image_folder_with_metadata
 from lookalike.catalog.product import (
     GROUP_ID,
     PRODUCT_COLUMNS,
@@ -14,13 +17,9 @@ from lookalike.catalog.product import (
 from lookalike.catalog.sources import (
     BUNDLED_CATALOG_DIR,
     EXAMPLES_DIR,
-    IMAGE_SUFFIXES,
     REPO_ROOT,
     CatalogSource,
-    catalog_from_dataset,
     load_catalog,
-    load_hub_dataset,
-    load_image_folder,
     stratified_split,
 )
 
@@ -38,9 +37,12 @@ __all__ = [
     "CatalogSource",
     "RejectedRow",
     "catalog_from_dataset",
+    "is_feed",
     "load_catalog",
+    "load_feed",
     "load_hub_dataset",
     "load_image_folder",
+    "load_image_folder_with_metadata",
     "product_arrays",
     "product_columns",
     "stratified_split",

@@ -11,10 +11,9 @@ import os
 import tempfile
 import threading
 import time
-import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -30,7 +29,6 @@ logger = logging.getLogger(__name__)
 # per image on one server's say-so: we honour it up to this many seconds.
 RETRY_AFTER_CAP = 5.0
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-_TRANSIENT_STATUSES = frozenset({429, 503})  # the ones whose Retry-After we read
 
 
 def default_cache_dir() -> Path:
@@ -86,44 +84,35 @@ class _Failure(Exception):
         self.reason, self.transient, self.retry_after = reason, transient, retry_after
 
 
-@dataclass(frozen=True)
-class _Entry:
-    path: Path
-    meta: dict
-
-
 class _DownloadCache:
     """Bodies as `<key>`, their validators as `<key>.json`; a body without a matching record is not an entry."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    @staticmethod
-    def key(url: str) -> str:
-        return hashlib.blake2b(url.encode("utf-8"), digest_size=20).hexdigest()
+    def path(self, url: str) -> Path:
+        return self.root / hashlib.blake2b(url.encode("utf-8"), digest_size=20).hexdigest()
 
-    def lookup(self, url: str) -> _Entry | None:
-        body = self.root / self.key(url)
+    def lookup(self, url: str) -> dict | None:
+        """The record of `url`'s cached body (url, etag, last_modified, content_type, size), if it is whole."""
+        body = self.path(url)
         try:
             meta = json.loads(body.with_name(body.name + ".json").read_text(encoding="utf-8"))
             # The size check catches a body that does not belong to its record (a crash between the two
             # writes, a power cut leaving an empty file).
             if meta.get("url") == url and body.stat().st_size == meta.get("size"):
-                return _Entry(body, meta)
+                return meta
         except (OSError, ValueError, AttributeError):
             pass
         return None
 
     def store(self, url: str, data: bytes, response: httpx.Response) -> Path:
         self.root.mkdir(parents=True, exist_ok=True)
-        body = self.root / self.key(url)
+        body = self.path(url)
         record = body.with_name(body.name + ".json")
-        meta = {
-            "url": url,
-            "etag": response.headers.get("etag"),
-            "last_modified": response.headers.get("last-modified"),
-            "content_type": response.headers.get("content-type"),
-            "size": len(data),
+        validators = ("etag", "last-modified", "content-type")
+        meta = {"url": url, "size": len(data)} | {
+            name.replace("-", "_"): response.headers.get(name) for name in validators
         }
         # Record gone first, then body, then record: an interruption anywhere leaves no record that
         # vouches for the wrong body, and the next run downloads afresh.
@@ -215,30 +204,26 @@ class ImageDownloader:
                 return self._attempt(url, cached)
             except _Failure as failure:
                 if failure.transient and attempt < self.config.retries:
-                    time.sleep(self._delay(attempt, failure.retry_after))
+                    delay = self.config.backoff * 2**attempt
+                    if failure.retry_after is not None:
+                        delay = max(delay, min(failure.retry_after, RETRY_AFTER_CAP))
+                    time.sleep(delay)
                     attempt += 1
                     continue
                 if failure.transient and cached is not None:
                     # The server cannot answer now but we hold its last copy: a build can run offline.
                     self._count("n_stale")
-                    return Fetched(url, cached.path, None)
+                    return Fetched(url, self.cache.path(url), None)
                 return Fetched(url, None, failure.reason)
             except OSError as error:  # the cache folder, not the network (httpx wraps its own errors)
                 return Fetched(url, None, f"could not write to the download cache ({error})")
 
-    def _delay(self, attempt: int, retry_after: float | None) -> float:
-        delay = self.config.backoff * 2**attempt
-        return max(delay, min(retry_after, RETRY_AFTER_CAP)) if retry_after is not None else delay
-
-    def _attempt(self, url: str, cached: _Entry | None) -> Fetched:
+    def _attempt(self, url: str, cached: dict | None) -> Fetched:
         """One attempt, redirects included, within config.deadline."""
         cfg = self.config
-        headers = {}
-        if cached is not None:  # without validators, a plain GET revalidates (and transfers the body)
-            if etag := cached.meta.get("etag"):
-                headers["If-None-Match"] = etag
-            if last_modified := cached.meta.get("last_modified"):
-                headers["If-Modified-Since"] = last_modified
+        # A cached entry without validators is revalidated by a plain GET (which transfers the body).
+        conditions = (("If-None-Match", "etag"), ("If-Modified-Since", "last_modified"))
+        headers = {name: cached[key] for name, key in conditions if cached and cached.get(key)}
         deadline = time.monotonic() + cfg.deadline
         location = url
         for _hop in range(cfg.max_redirects + 1):
@@ -251,7 +236,7 @@ class ImageDownloader:
                         continue
                     if response.status_code == 304 and cached is not None:
                         self._count("n_revalidated")
-                        return Fetched(url, cached.path, None)
+                        return Fetched(url, self.cache.path(url), None)
                     _check_status(response)
                     _check_content_type(response.headers.get("content-type"))
                     data = self._read_body(response, deadline)
@@ -317,7 +302,7 @@ def _check_status(response: httpx.Response) -> None:
     if status == 200:
         return
     retry_after = None
-    if status in _TRANSIENT_STATUSES:
+    if status in (429, 503):  # the answers that may say when to come back
         with contextlib.suppress(ValueError):  # an HTTP date instead of seconds: plain backoff
             retry_after = max(0.0, float(response.headers.get("retry-after", "")))
     raise _Failure(f"HTTP {status}", transient=status >= 500 or status == 429, retry_after=retry_after)
@@ -340,13 +325,13 @@ def _undecodable(data: bytes) -> str | None:
     then; here we only keep error pages and other non-images out of the cache. A body cut short in transit
     fails earlier, on its Content-Length or chunk framing.
     """
+    # No `warnings.catch_warnings` for Pillow's bomb warning: it swaps process-wide state, which is not
+    # thread-safe; the explicit pixel cap below refuses those images anyway.
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                width, height = image.size
-                image.verify()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+            image.verify()
+    except Image.DecompressionBombError:
         return "too many pixels"
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError):
         return "not a decodable image"
@@ -356,7 +341,4 @@ def _undecodable(data: bytes) -> str | None:
 
 
 def _size_text(size: int) -> str:
-    for unit, scale in (("MB", 1024**2), ("KB", 1024)):
-        if size >= scale:
-            return f"{size / scale:.3g} {unit}"
-    return f"{size} bytes"
+    return f"{size / 1024**2:.3g} MB" if size >= 1024**2 else f"{size / 1024:.3g} KB" if size >= 1024 else f"{size} B"

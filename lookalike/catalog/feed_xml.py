@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from xml.etree.ElementTree import Element, ParseError
@@ -64,16 +63,21 @@ def _item_values(item: Element, atom: bool) -> dict[str, list[str]]:
         namespace, name = _split_tag(child.tag)
         if namespace == GOOGLE_NS:
             # Attributes with sub-elements (g:shipping, g:tax, g:installment) are not one value: skipped.
-            if len(child) == 0 and (child.text or "").strip():
-                google.setdefault(name.lower(), []).append(child.text.strip())
+            if len(child) == 0:
+                google.setdefault(name.lower(), []).append(child.text or "")
         elif atom and name == "link":
             if child.get("rel", "alternate") == "alternate" and child.get("href"):
                 plain.setdefault("link", []).append(child.get("href", ""))
-        elif len(child) == 0 and (child.text or "").strip():
+        elif len(child) == 0:
             elements = _ATOM_ELEMENTS if atom else _PLAIN_ELEMENTS
             if name in elements and namespace in ("", ATOM_NS):
-                plain.setdefault(elements[name], []).append(child.text.strip())
-    return plain | google  # only non-empty values were kept, so a `g:` element never hides a plain one with ""
+                plain.setdefault(elements[name], []).append(child.text or "")
+    # An empty element still says the feed has that attribute (a label column with no value: "other"),
+    # but an empty `g:title` must not hide a plain <title>.
+    for name, values in google.items():
+        if name not in plain or any(value.strip() for value in values):
+            plain[name] = values
+    return plain
 
 
 def _split_tag(tag: str) -> tuple[str, str]:

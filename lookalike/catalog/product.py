@@ -132,6 +132,25 @@ def product_arrays(items: Sequence[CatalogItem], columns: Mapping[str, pa.DataTy
     return arrays
 
 
+def product_values(values: Mapping[str, object]) -> dict[str, object]:
+    """A source row's attributes as a product: each typed by the schema, empty values left out.
+
+    >>> product_values({"price": "12.5", "brand": " Acme ", "size": ""})
+    {'price': 12.5, 'brand': 'Acme'}
+    """
+    product = {}
+    for name, value in values.items():
+        if isinstance(value, str):
+            value = value.strip()
+        if value is None or value == "" or isinstance(value, dict | list | bytes):
+            continue  # empty, or no attribute (another image, a nested record)
+        try:
+            product[name] = _typed(value, column_type(name))
+        except (TypeError, ValueError):
+            continue  # a price that is no number is unknown, not a reason to lose the photo
+    return product
+
+
 def _typed(value: object, data_type: pa.DataType) -> object:
     if value is None:
         return None

@@ -53,7 +53,7 @@ def dataset_card(
         f"with seed {metadata.split_seed}."
     )
     product_rows = "".join(
-        f"\n| `{name}` | {data_type} | {COLUMN_MEANINGS.get(name, 'a product attribute of the source')} |"
+        f"| `{name}` | {data_type} | {COLUMN_MEANINGS.get(name, 'a product attribute of the source')} |\n"
         for name, data_type in (product_columns or {}).items()
     )
     return f"""---
@@ -102,8 +102,8 @@ Categories: {categories}.
 | `split` | string | `train` or `test`, for evaluation |
 | `image` | image | JPEG thumbnail |
 | `embedding` | float32[{metadata.embedding_dim}] | unit-length embedding (cosine = dot product) |
-| `content_hash` | string | digest of the source image's bytes: a rebuild reuses the row while it matches |{product_rows}
-
+| `content_hash` | string | digest of the source image's bytes: a rebuild reuses the row while it matches |
+{product_rows}
 ## Load it
 
 ```python

@@ -20,7 +20,9 @@ from tqdm.auto import tqdm
 
 from lookalike.backbones.inference import Inference, InferenceConfig, InferenceKind, Precision, load_inference
 from lookalike.backbones.registry import DEFAULT_BACKBONE, Backbone, load_backbone
-from lookalike.catalog import CatalogItem, CatalogSource, load_catalog, stratified_split
+from lookalike.catalog import CatalogItem, CatalogSource, RejectedRow, load_catalog, stratified_split
+from lookalike.catalog.download import DownloadConfig
+from lookalike.catalog.remote import DownloadCounts, fetch_remote_images
 from lookalike.index.ann import ANN_FILE
 from lookalike.index.search import ANN_MIN_ITEMS, EXACT_SEARCH, AnnMode, AnnReuse, SearchMethod
 from lookalike.index.store import IndexMetadata
@@ -91,6 +93,8 @@ class BuildConfig:
         },
     )
     ray: RayConfig = field(default_factory=RayConfig)
+    # Photos at URLs (a product feed's): fetched concurrently into a cache that a rebuild revalidates.
+    download: DownloadConfig = field(default_factory=DownloadConfig)
     # Rows per parquet data file of the output folder (the Hub dataset repository).
     rows_per_shard: int = ROWS_PER_SHARD
     # Rows gathered in memory at a time while the output is written.
@@ -134,6 +138,8 @@ class BuildReport:
     n_embedded: int = 0  # embedded by this run
     search: str = EXACT_SEARCH
     ann_update: str | None = None  # how the approximate index was made: trained, extended or refilled
+    rejected: list[RejectedRow] = field(default_factory=list)  # source rows left out: bad feed rows, unfetchable photos
+    downloads: DownloadCounts = field(default_factory=DownloadCounts)
 
 
 @holding_output_lock  # a second build into the same output says which process holds it and stops
@@ -144,7 +150,9 @@ def build_index(config: BuildConfig, show_progress: bool = True) -> BuildReport:
     The rest are embedded in chunks checkpointed under a hidden sibling folder; running the same
     build again after an interruption embeds only the chunks that were not finished.
     """
-    catalog = load_catalog(config.source)
+    catalog, downloads = fetch_remote_images(load_catalog(config.source), config.download, show_progress)
+    for row in catalog.rejected:
+        logger.warning("Left out %s: %s", row.row, row.reason)
     refuse_duplicate_ids([item.id for item in catalog.items])
     splits = catalog.given_splits or stratified_split(catalog.labels, config.test_fraction, config.split_seed)
     backbone = load_backbone(config.model)
@@ -183,7 +191,8 @@ def build_index(config: BuildConfig, show_progress: bool = True) -> BuildReport:
     metadata = dataclasses.replace(
         metadata,
         n_items=len(plan),
-        skipped=[{"id": s.id, "reason": s.reason} for s in skipped],
+        skipped=[{"id": s.id, "reason": s.reason} for s in skipped]
+        + [{"id": r.row, "reason": r.reason} for r in catalog.rejected],
         search=ann.search,
     )
     # Row by row into shards and the serving matrix: memory holds one block, whatever the catalog size.
@@ -202,6 +211,8 @@ def build_index(config: BuildConfig, show_progress: bool = True) -> BuildReport:
         n_embedded=len(todo) - n_resumed,
         search=metadata.search.name,
         ann_update=ann.update,
+        rejected=catalog.rejected,
+        downloads=downloads,
     )
 
 

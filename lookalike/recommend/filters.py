@@ -1,11 +1,15 @@
-"""Which catalog products may be recommended: chosen categories, and optionally not the query's own."""
+"""Which catalog products may be recommended: chosen categories (optionally not the query's own), and
+product attributes: facets, a price range, in stock."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from lookalike.recommend.products import ProductTable
 
 
 @dataclass(frozen=True)
@@ -68,3 +72,67 @@ class CategoryFilter:
             [(not self.only or name in self.only) and name not in excluded for name in column.names], dtype=bool
         )
         return kept[column.codes] if len(column.names) else np.ones(len(column.codes), dtype=bool)
+
+
+@dataclass(frozen=True)
+class ProductFilter:
+    """Restrict recommendations by what the feed says of products. The default lets every product through.
+
+    `facets` are "attribute=value" strings: values of one attribute are OR-ed, attributes AND-ed
+    ("brand=Acme", "brand=Zeta", "color=red": an Acme or Zeta product that is red). A price bound
+    applies to the price paid (the sale price where there is one); a product without a price fails it.
+    """
+
+    facets: tuple[str, ...] = ()
+    price_min: float | None = None
+    price_max: float | None = None
+    in_stock_only: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "facets", tuple(self.facets))
+        for name in ("price_min", "price_max"):
+            value = getattr(self, name)
+            if value is not None and (not math.isfinite(value) or value < 0):
+                raise ValueError(f"{name} must be a price of 0 or more, got {value}.")
+        if self.price_min is not None and self.price_max is not None and self.price_min > self.price_max:
+            raise ValueError(f"price_min ({self.price_min}) is above price_max ({self.price_max}).")
+
+    @property
+    def keeps_everything(self) -> bool:
+        return not (self.facets or self.in_stock_only) and self.price_min is None and self.price_max is None
+
+    def by_attribute(self) -> dict[str, list[str]]:
+        """The facets grouped by attribute; ValueError for one that is not "attribute=value".
+
+        >>> ProductFilter(facets=("brand=Acme", "color=red", "brand=Zeta")).by_attribute()
+        {'brand': ['Acme', 'Zeta'], 'color': ['red']}
+        """
+        grouped: dict[str, list[str]] = {}
+        for facet in self.facets:
+            attribute, equals, value = facet.partition("=")
+            if not equals or not attribute.strip() or not value.strip():
+                raise ValueError(f"A facet is written attribute=value (e.g. brand=Acme), got {facet!r}.")
+            grouped.setdefault(attribute.strip(), []).append(value.strip())
+        return grouped
+
+    def allowed(self, products: ProductTable) -> np.ndarray:
+        """A boolean mask over catalog rows: True where every condition holds."""
+        mask = np.ones(len(products.groups), dtype=bool)
+        for attribute, values in self.by_attribute().items():
+            if attribute not in products.facets:
+                known = ", ".join(sorted(products.facets)) or "none"
+                raise ValueError(f"This catalog has no attribute {attribute!r} to filter on; its attributes: {known}.")
+            mask &= products.facets[attribute].rows_with(values)
+        if self.price_min is not None or self.price_max is not None:
+            if products.price is None:
+                raise ValueError("This catalog has no prices to filter on.")
+            with np.errstate(invalid="ignore"):  # NaN (no price) compares False: it fails every bound
+                if self.price_min is not None:
+                    mask &= products.price >= self.price_min
+                if self.price_max is not None:
+                    mask &= products.price <= self.price_max
+        if self.in_stock_only:
+            if products.in_stock is None:
+                raise ValueError("This catalog does not say which products are in stock.")
+            mask &= products.in_stock
+        return mask

@@ -18,7 +18,8 @@ from lookalike.index.serving_cache import row_reader
 from lookalike.index.store import EmbeddingIndex, load_index
 from lookalike.recommend.duplicates import DUPLICATE_SIMILARITY, collapse_near_duplicates
 from lookalike.recommend.feedback import MAX_SET_SIZE, combine_set, rocchio
-from lookalike.recommend.filters import CategoryColumn, CategoryFilter
+from lookalike.recommend.filters import CategoryColumn, CategoryFilter, ProductFilter
+from lookalike.recommend.products import ProductTable, variant_note
 from lookalike.runtime import release_freed_memory
 
 # An upload this close to a catalog item is that item's own photo (re-encoded, resized): it is
@@ -29,6 +30,8 @@ from lookalike.runtime import release_freed_memory
 SAME_PHOTO_SIMILARITY = DUPLICATE_SIMILARITY
 # Embedding this many pictures at once (a heat-map embeds 50) leaves buffers worth trimming.
 TRIM_AFTER_BATCH = 8
+# A result's own columns; every other non-empty column of its row is its product's, shown with it.
+ROW_FIELDS = frozenset({"id", "label", "split", "image", "content_hash", "product_id"})
 
 
 @dataclass(frozen=True)
@@ -41,9 +44,24 @@ class Recommendation:
     similarity: float
     image: Image.Image
     near_duplicates: tuple[str, ...] = ()  # ids of near-identical products folded into this one
+    product_id: str | None = None  # the product the matched photo `id` shows (None: the photo is the product)
+    product: dict[str, object] = field(default_factory=dict)  # title, price, link, brand, ... as the feed has them
+    variants: tuple[str, ...] = ()  # the other products of its group (sizes, colours), best match shown
+    variant_note: str = ""  # how they differ, in a few words: "+4 sizes"
 
     def as_dict(self) -> dict[str, object]:
-        return {"id": self.id, "label": self.label, "score": round(self.score, 6)}
+        """The result as the API answers it: the product's id (its photos and variants answer as one)."""
+        answer: dict[str, object] = {
+            "id": self.product_id or self.id,
+            "label": self.label,
+            "score": round(self.score, 6),
+        }
+        answer.update(self.product)
+        if self.product_id and self.product_id != self.id:
+            answer["photo"] = self.id
+        if self.variants:
+            answer["variants"] = list(self.variants)
+        return answer
 
 
 @dataclass(frozen=True)
@@ -59,6 +77,7 @@ class RecommendationRequest:
     more_like_ids: tuple[str, ...] = ()
     collapse_duplicates: bool = True
     duplicate_similarity: float = DUPLICATE_SIMILARITY
+    products: ProductFilter = field(default_factory=ProductFilter)
 
     def __post_init__(self) -> None:
         if self.k < 1:
@@ -93,6 +112,8 @@ class Recommender:
         self.categories = CategoryColumn.of(index.labels)
         self.labels = self.categories.labels()
         self._row_of_id = {item_id: row for row, item_id in enumerate(self.ids)}
+        # Groups, facets, prices and stock as arrays: a product filter is a few vector operations.
+        self.products = ProductTable.of(index.dataset.data.table)
         # A request's few rows (candidates, duplicates) read from the file, not the memory map (row_reader).
         self._rows = row_reader(index.embeddings)
 
@@ -162,14 +183,20 @@ class Recommender:
         more_like = [self.row_of(item_id) for item_id in request.more_like_ids]
         if less_like or more_like:
             query = rocchio(query, self.index.embeddings[more_like], self.index.embeddings[less_like])
-        # A category filter becomes a mask over the catalog; the few rows never to show (the query's own,
-        # the not-wanted) are exclusions, so a search with no filter carries no catalog-sized mask.
-        rows = RowFilter(
-            None if request.filter.keeps_everything else request.filter.allowed(self.categories, query_categories),
-            [sorted(set(own_rows + less_like))],
-        )
+        # Filters become a mask over the catalog; the few rows never to show (the query's own product with
+        # its photos and variants, the not-wanted) are exclusions, so a search with no filter carries no mask.
+        never = {int(member) for row in own_rows + less_like for member in self.products.group_rows(row)}
+        rows = RowFilter(self._allowed(request, query_categories), [sorted(never)])
         categories = tuple(dict.fromkeys(query_categories))
         return Recommendations(self._nearest(query, request, rows, uploads), categories)
+
+    def _allowed(self, request: RecommendationRequest, query_categories: Sequence[str]) -> np.ndarray | None:
+        masks = []
+        if not request.filter.keeps_everything:
+            masks.append(request.filter.allowed(self.categories, query_categories))
+        if not request.products.keeps_everything:
+            masks.append(request.products.allowed(self.products))
+        return np.logical_and.reduce(masks) if masks else None
 
     def row_of(self, item_id: str) -> int:
         if item_id not in self._row_of_id:
@@ -203,13 +230,16 @@ class Recommender:
             found = self.index.top_k(query[None, :], depth, request.metric, rows)
             ranked = found.indices[0].tolist()
             score_of_row = dict(zip(ranked, found.scores[0].tolist(), strict=True))
-            if uploads is not None:
+            if uploads is not None and ranked:
                 closest_upload = (np.asarray(embeddings[ranked], dtype=np.float32) @ uploads.T).max(axis=1)
-                ranked = [
-                    row
-                    for row, similarity in zip(ranked, closest_upload, strict=True)
-                    if similarity < SAME_PHOTO_SIMILARITY
-                ]
+                # An upload of a catalog photo is that product: neither it nor its other photos and variants.
+                own = {
+                    int(self.products.groups[row])
+                    for row, s in zip(ranked, closest_upload, strict=True)
+                    if s >= SAME_PHOTO_SIMILARITY
+                }
+                ranked = [row for row in ranked if int(self.products.groups[row]) not in own]
+            ranked = self._best_of_each_group(ranked)
             if request.collapse_duplicates:
                 groups = collapse_near_duplicates(embeddings, ranked, request.duplicate_similarity)
             else:
@@ -217,20 +247,45 @@ class Recommender:
             if len(groups) >= k or depth == n_eligible:
                 break
             depth = min(n_eligible, depth * 2)
-        ids = self.ids
         kept = groups[:k]
         records = self.index.dataset.select([row for row, _ in kept])
         return [
-            Recommendation(
-                id=record["id"],
-                label=record["label"],
-                score=float(score_of_row[row]),
-                similarity=float(embeddings[row] @ query),
-                image=record["image"],
-                near_duplicates=tuple(ids[folded] for folded in folded_rows),
-            )
-            for record, (row, folded_rows) in zip(records, kept, strict=True)
+            self._recommendation(record, row, float(score_of_row[row]), float(embeddings[row] @ query), folded)
+            for record, (row, folded) in zip(records, kept, strict=True)
         ]
+
+    def _best_of_each_group(self, ranked: list[int]) -> list[int]:
+        """The ranking with one row per product group, its best: a product scores by its best-matching
+        photo, and of a group of variants the best-matching one stands for the others."""
+        seen: set[int] = set()
+        best = []
+        for row in ranked:
+            group = int(self.products.groups[row])
+            if group not in seen:
+                seen.add(group)
+                best.append(row)
+        return best
+
+    def _recommendation(self, record: dict, row: int, score: float, similarity: float, folded: list[int]):
+        product = {
+            name: value
+            for name, value in record.items()
+            if name not in ROW_FIELDS and value is not None and value == value  # NaN: no value
+        }
+        siblings = self.products.sibling_rows(row)
+        sibling_records = self.index.dataset.select(siblings) if siblings else []
+        return Recommendation(
+            id=record["id"],
+            label=record["label"],
+            score=score,
+            similarity=similarity,
+            image=record["image"],
+            near_duplicates=tuple(self.ids[other] for other in folded),
+            product_id=record.get("product_id"),
+            product=product,
+            variants=tuple(r.get("product_id") or r["id"] for r in sibling_records),
+            variant_note=variant_note(list(sibling_records)),
+        )
 
 
 def average_similarity(recommendations: Sequence[Recommendation]) -> float:
