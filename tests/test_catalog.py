@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import dataclasses
 import hashlib
+import shutil
 from collections import Counter
 
 import datasets
@@ -100,3 +103,49 @@ def test_split_is_stratified_and_seeded():
 def test_bad_test_fraction_is_refused():
     with pytest.raises(ValueError, match="test_fraction"):
         stratified_split(["a", "b"], test_fraction=1.5)
+
+
+def test_a_dataset_keeps_its_other_columns_as_product_attributes(small_catalog_dir, tmp_path):
+    dataset = _local_dataset(small_catalog_dir)
+    dataset = dataset.add_column("brand", [f"brand-{i % 3}" for i in range(len(dataset))])
+    dataset = dataset.add_column("price", [str(1.5 * i) for i in range(len(dataset))])
+    dataset.save_to_disk(str(tmp_path))
+    source = CatalogSource(str(tmp_path), image_column="photo", label_column="category", id_column="sku")
+    item = load_catalog(source).items[2]
+    assert item.product == {"brand": "brand-2", "price": 3.0}  # typed by the product schema
+    only_brand = load_catalog(dataclasses.replace(source, keep_columns="brand"))
+    assert only_brand.items[2].product == {"brand": "brand-2"}
+    with pytest.raises(CatalogError, match="--keep-columns"):
+        load_catalog(dataclasses.replace(source, keep_columns="colour"))
+
+
+def test_an_image_folder_with_metadata_reads_like_datasets_imagefolder(small_catalog_dir, tmp_path):
+    photos = sorted(small_catalog_dir.rglob("*.jpg"))[:6]
+    for photo in photos:
+        shutil.copy(photo, tmp_path / f"{photo.parent.name}-{photo.name}")
+    rows = [
+        {
+            "file_name": f"{p.parent.name}-{p.name}",
+            "product_id": f"P{n // 2}",
+            "label": p.parent.name,
+            "title": f"Product {n // 2}",
+            "price": f"{10 + n}",
+            "link": "javascript:alert(1)" if n == 0 else f"https://shop.example/p/{n // 2}",
+        }
+        for n, p in enumerate(photos)
+    ]
+    rows.append({**rows[0], "file_name": "missing.jpg", "product_id": "P9"})
+    with open(tmp_path / "metadata.csv", "w", newline="", encoding="utf-8") as file:
+        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    catalog = load_catalog(CatalogSource(str(tmp_path)))
+    assert len(catalog.items) == 6 and [r.reason for r in catalog.rejected] == [
+        "no image file 'missing.jpg' in the folder"
+    ]
+    assert [item.product_id for item in catalog.items] == ["P0", "P0", "P1", "P1", "P2", "P2"]
+    assert "link" not in catalog.items[0].product and catalog.items[1].product["link"] == "https://shop.example/p/0"
+    assert catalog.items[3].product["price"] == 13.0 and catalog.items[3].label == photos[3].parent.name
+    # The same folder through datasets: the same attributes as columns.
+    dataset = datasets.load_dataset("imagefolder", data_dir=str(tmp_path), split="train")
+    assert set(dataset.column_names) == {"image", "product_id", "label", "title", "price", "link"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from lookalike.catalog.product import is_web_link
 from lookalike.index.exact import Metric
 from lookalike.recommend.recommender import Recommendation, Recommender, average_similarity
 
@@ -85,7 +86,7 @@ def product_links(results: Sequence[Recommendation]) -> str:
         + (f" · {format_price(r.product)}" if format_price(r.product) else "")
         + (f" · {r.product['availability'].replace('_', ' ')}" if r.product.get("availability") else "")
         for rank, r in enumerate(results, start=1)
-        if r.product.get("link")
+        if is_web_link(r.product.get("link"))  # a build only keeps such links; an older or foreign one may not
     ]
     return "\n".join(lines)
 

@@ -8,12 +8,16 @@ Pinterest and TikTok catalogs take too.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import pyarrow as pa
 
 from lookalike.images import ImageSource
+
+logger = logging.getLogger(__name__)
 
 PRODUCT_ID = "product_id"
 GROUP_ID = "item_group_id"
@@ -132,6 +136,19 @@ def product_arrays(items: Sequence[CatalogItem], columns: Mapping[str, pa.DataTy
     return arrays
 
 
+def is_web_link(text: object) -> bool:
+    """An http or https URL with a host: the only product links ever served (never `javascript:`, `data:`).
+
+    >>> is_web_link("https://shop.example/p/1"), is_web_link("javascript:alert(1)"), is_web_link("/p/1")
+    (True, False, False)
+    """
+    try:
+        parts = urlsplit(str(text))
+    except ValueError:
+        return False
+    return parts.scheme.lower() in {"http", "https"} and bool(parts.netloc)
+
+
 def product_values(values: Mapping[str, object]) -> dict[str, object]:
     """A source row's attributes as a product: each typed by the schema, empty values left out.
 
@@ -144,6 +161,9 @@ def product_values(values: Mapping[str, object]) -> dict[str, object]:
             value = value.strip()
         if value is None or value == "" or isinstance(value, dict | list | bytes):
             continue  # empty, or no attribute (another image, a nested record)
+        if name == LINK and not is_web_link(value):
+            logger.warning("Link %r dropped (only http and https links are served)", value)
+            continue
         try:
             product[name] = _typed(value, column_type(name))
         except (TypeError, ValueError):
