@@ -45,7 +45,16 @@ ENDPOINTS = ("recommend", "search", "recommend_set", "recommend_region", "compar
 # Every way a client can run an endpoint: the API's queue (/gradio_api/call), the page's queue
 # (/gradio_api/queue/join), and the direct route (/gradio_api/run), which must not skip the limits.
 ROUTES = ("call", "queue", "run")
-FILTERS = [[], False, [], True]  # categories, not my category, not wanted, collapse near-duplicates
+FILTERS = [
+    [],
+    False,
+    [],
+    True,
+    [],
+    None,
+    None,
+    False,
+]  # categories, not my category, not wanted, collapse, facets, prices, stock
 
 
 @dataclass

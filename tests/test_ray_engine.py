@@ -53,3 +53,50 @@ def test_streamed_batches_are_cut_back_into_the_checkpoint_chunks():
     batches = iter([pa.table({"id": [str(i) for i in range(start, stop)]}) for start, stop in bounds])
     chunks = list(_cut_into_chunks(batches, [5, 5, 1]))
     assert [chunk["id"].to_pylist() for chunk in chunks] == [list("01234"), list("56789"), ["10"]]
+
+
+@pytest.mark.slow
+def test_ray_engine_builds_a_product_feed_downloading_on_its_actors(tmp_path):
+    """The same feed, its photos fetched by Ray actors into the shared download cache: the same rows
+    and product columns as the local engine, and a rebuild that downloads nothing."""
+    ray = pytest.importorskip("ray", reason="Ray is optional: pip install -r requirements-scale.txt to run this test")
+    from lookalike.catalog import REPO_ROOT
+    from lookalike.catalog.download import DownloadConfig
+
+    sys.path.insert(0, str(REPO_ROOT / "scripts"))
+    import sample_shop
+
+    downloads = {"read_timeout": 1.0, "deadline": 2.0, "retries": 1, "backoff": 0.1}
+    with sample_shop.serving(sample_shop.ShopServer()) as shop:
+        feed = sample_shop.write_tsv(sample_shop.sample_products(shop, per_category=1, categories=4), tmp_path / "f.tsv")
+        local = build(
+            BuildConfig(
+                source=CatalogSource(str(feed)),
+                output=tmp_path / "local",
+                download=DownloadConfig(cache_dir=tmp_path / "local-cache", **downloads),
+            ),
+            False,
+        )
+        ray.init(num_cpus=2, include_dashboard=False)
+        try:
+            config = BuildConfig(
+                source=CatalogSource(str(feed)),
+                output=tmp_path / "ray",
+                engine=Engine.RAY,
+                ray=RayConfig(concurrency=2),
+                download=DownloadConfig(cache_dir=tmp_path / "ray-cache", **downloads),
+            )
+            bodies_before = sum(shop.bodies_sent.values())
+            first = build(config, False)
+            bodies_after_first = sum(shop.bodies_sent.values())
+            again = build(config, False)
+        finally:
+            ray.shutdown()
+    assert first.downloads.downloaded == local.downloads.downloaded == bodies_after_first - bodies_before
+    assert again.downloads.downloaded == 0 and again.downloads.revalidated == first.downloads.downloaded
+    assert sum(shop.bodies_sent.values()) == bodies_after_first
+    assert [(r.row, r.reason.split(":")[0]) for r in first.rejected] == [
+        (r.row, r.reason.split(":")[0]) for r in local.rejected
+    ]
+    on_ray, here = load_index(first.output).dataset.data.table, load_index(local.output).dataset.data.table
+    assert on_ray.drop_columns(["image"]).equals(here.drop_columns(["image"]))

@@ -95,7 +95,16 @@ def test_hub_token_comes_only_from_the_environment():
 
 
 SEARCH_OPTIONS = [3, "cosine", None]  # K, metric, backbone (the first)
-FILTERS = [[], False, [], True]  # categories, not my product's category, not wanted, collapse duplicates
+FILTERS = [
+    [],
+    False,
+    [],
+    True,
+    [],
+    None,
+    None,
+    False,
+]  # categories, not my category, not wanted, collapse, facets, prices, stock
 
 
 def call(app_url: str, endpoint: str, data: list) -> httpx.Response | str:

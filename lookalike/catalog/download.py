@@ -74,6 +74,12 @@ class Fetched:
     path: Path | None
     error: str | None
     downloaded: bool = False  # a body was transferred by this call (False when the cache answered)
+    outcome: str = ""  # "downloaded", "revalidated" (304), "stale" (server unreachable, cache used), "failed"
+
+    def __post_init__(self) -> None:
+        if not self.outcome:
+            outcome = "downloaded" if self.downloaded else "failed" if self.path is None else "revalidated"
+            object.__setattr__(self, "outcome", outcome)
 
 
 class _Failure(Exception):
@@ -213,7 +219,7 @@ class ImageDownloader:
                 if failure.transient and cached is not None:
                     # The server cannot answer now but we hold its last copy: a build can run offline.
                     self._count("n_stale")
-                    return Fetched(url, self.cache.path(url), None)
+                    return Fetched(url, self.cache.path(url), None, outcome="stale")
                 return Fetched(url, None, failure.reason)
             except OSError as error:  # the cache folder, not the network (httpx wraps its own errors)
                 return Fetched(url, None, f"could not write to the download cache ({error})")

@@ -1,6 +1,12 @@
 """Measure retrieval quality of embeddings folders: Precision@K and its companions, optionally a report.
 
-python -m lookalike.evaluate DIR [DIR ...] [--queries FOLDER] [--k 1 5 10] [--json FILE] [--report DIR]
+python -m lookalike.evaluate DIR [DIR ...] [--queries FOLDER] [--label-column brand] [--k 1 5 10]
+                             [--json FILE] [--report DIR]
+
+A hit is a result of the query's category: its value in --label-column (default: label). Rows without
+a value there neither query nor count as hits. A query never gets back its own product group (its other
+photos, its variants). Where products have several photos, instance Recall@K is reported too: does a
+photo find its own product's other photos among the first K?
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from lookalike.evaluate.scoring import Protocol, embed_query_folder, evaluate_query_set, query_set
+from lookalike.evaluate.scoring import Evaluation, Protocol, embed_query_folder, evaluate_query_set, query_set
 from lookalike.index.store import load_index
 
 
@@ -22,17 +28,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("indexes", type=Path, nargs="+", help="embeddings folder(s) written by build_index.py")
     parser.add_argument("--queries", type=Path, help="image folder whose images query the whole index")
     parser.add_argument("--protocol", choices=[p.value for p in Protocol], default=Protocol.SPLIT.value)
+    parser.add_argument(
+        "--label-column",
+        default="label",
+        help="the column whose value a hit shares with its query: label (default), brand, color, ...",
+    )
     parser.add_argument("--k", type=int, nargs="+", default=[1, 5, 10])
     parser.add_argument("--json", type=Path, help="write the figures to this JSON file (a list for several DIRs)")
     parser.add_argument("--report", type=Path, help="write comparison figures and a Markdown summary here")
     args = parser.parse_args(argv)
+    if args.queries and args.label_column != "label":
+        parser.error("--label-column needs the build's own rows as queries: a query folder's images have only a label")
     try:
         runs = []
         for path in args.indexes:
             index = load_index(path)
-            queries = (
-                embed_query_folder(index, args.queries) if args.queries else query_set(index, Protocol(args.protocol))
-            )
+            if args.queries:
+                queries = embed_query_folder(index, args.queries)
+            else:
+                queries = query_set(index, Protocol(args.protocol), label_column=args.label_column)
             runs.append((index, queries))
         if args.report:
             from lookalike.evaluate.report import write_report
@@ -44,21 +58,36 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     for evaluation, (index, _) in zip(evaluations, runs, strict=True):
-        print(
-            f"{evaluation.model}: {evaluation.n_queries} queries against {evaluation.n_catalog} products "
-            f"({index.search_method} search)"
-        )
-        for k in map(str, args.k):
-            print(
-                f"  K={k:>3}  P@K {evaluation.precision_at_k[k]:.3f}  R@K {evaluation.recall_at_k[k]:.3f}  "
-                f"mAP@K {evaluation.map_at_k[k]:.3f}  mean similarity {evaluation.mean_similarity_at_k[k]:.3f}"
-            )
+        print_evaluation(evaluation, index.search_method, args.k)
     if args.json:
         payload = [asdict(e) for e in evaluations]
         args.json.write_text(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2), encoding="utf-8")
     if args.report:
         print(f"Report written to {args.report}")
     return 0
+
+
+def print_evaluation(evaluation: Evaluation, search_method: str, ks: list[int]) -> None:
+    """The figures of one build, as the command prints them."""
+    by = "" if evaluation.label_column == "label" else f", a hit sharing the query's {evaluation.label_column}"
+    print(
+        f"{evaluation.model}: {evaluation.n_queries} queries against {evaluation.n_catalog} products "
+        f"({search_method} search{by})"
+    )
+    if evaluation.n_without_label:
+        print(f"  {evaluation.n_without_label} rows without a {evaluation.label_column} left out of the queries")
+    for k in map(str, ks):
+        print(
+            f"  K={k:>3}  P@K {evaluation.precision_at_k[k]:.3f}  R@K {evaluation.recall_at_k[k]:.3f}  "
+            f"mAP@K {evaluation.map_at_k[k]:.3f}  mean similarity {evaluation.mean_similarity_at_k[k]:.3f}"
+        )
+    if evaluation.instance_recall_at_k is not None:
+        print(f"  instance: {evaluation.n_instance_queries} photos query their product's other photos")
+        for k in map(str, ks):
+            print(
+                f"  K={k:>3}  instance R@K {evaluation.instance_recall_at_k[k]:.3f}  "
+                f"instance mAP@K {evaluation.instance_map_at_k[k]:.3f}"
+            )
 
 
 if __name__ == "__main__":

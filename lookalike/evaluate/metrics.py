@@ -80,3 +80,70 @@ def map_at_k(retrieved_labels: np.ndarray, query_labels: np.ndarray, k: int, n_r
         (precision_at_i * hits).sum(axis=1), denominator, out=np.zeros(len(hits)), where=denominator > 0
     )
     return round(float(average_precision.mean()), 12)
+
+
+def has_label(labels: np.ndarray) -> np.ndarray:
+    """A boolean per row: has it a label (is it not None)?
+
+    >>> has_label(np.array(["a", None], dtype=object)).tolist()
+    [True, False]
+    """
+    labels = np.asarray(labels)
+    if labels.dtype != object:
+        return np.ones(labels.shape, dtype=bool)
+    return np.fromiter((label is not None for label in labels.ravel()), bool, labels.size).reshape(labels.shape)
+
+
+def relevant_counts(
+    row_labels: np.ndarray, catalog: np.ndarray, query_labels: np.ndarray, exclude: list[np.ndarray] | None = None
+) -> np.ndarray:
+    """Per query, how many rows it could hit: catalog rows of its label, less those `exclude[q]` keeps from it.
+
+    `catalog` is a boolean mask over the rows; a row without a label (None) is relevant to no query.
+    This is mAP@K's `n_relevant`: a leave-one-out that excludes the query's product group does not
+    count the group's rows as findable.
+
+    >>> labels = np.array(["a", "a", "a", "b"])
+    >>> relevant_counts(labels, np.ones(4, bool), np.array(["a", "b"]), [np.array([0, 1]), np.array([3])]).tolist()
+    [1, 0]
+    """
+    row_labels, query_labels = np.asarray(row_labels), np.asarray(query_labels)
+    catalog = np.asarray(catalog, dtype=bool)
+    if catalog.shape != row_labels.shape:
+        raise ValueError(f"catalog must be one boolean per row ({row_labels.shape}), got shape {catalog.shape}")
+    if exclude is not None and len(exclude) != len(query_labels):
+        raise ValueError(f"exclude must hold one list of rows per query ({len(query_labels)}), got {len(exclude)}")
+    values, counts = np.unique(row_labels[catalog & has_label(row_labels)].astype(str), return_counts=True)
+    in_catalog = dict(zip(values.tolist(), counts.tolist(), strict=True))
+    n_relevant = np.array([in_catalog.get(label, 0) for label in query_labels.tolist()], dtype=np.int64)
+    if exclude is not None:
+        for query, (label, rows) in enumerate(zip(query_labels.tolist(), exclude, strict=True)):
+            rows = np.asarray(rows, dtype=np.int64)
+            n_relevant[query] -= int(np.count_nonzero(catalog[rows] & (row_labels[rows] == label)))
+    return n_relevant
+
+
+def instance_recall_at_k(retrieved_products: np.ndarray, query_products: np.ndarray, k: int) -> float:
+    """Instance Recall@K = share of queries (photos) with at least one other photo of their own product in the
+    first k results.
+
+    Every query is a photo of a product with at least two photos, and the search leaves out only the
+    query's own row: its product's other photos are the targets, every other row (a variant of the
+    same group included) a miss. `retrieved_products` holds the product (any code) of each result.
+
+    >>> instance_recall_at_k(np.array([[7, 3], [4, 4]]), np.array([3, 5]), 2)
+    0.5
+    """
+    return recall_at_k(retrieved_products, query_products, k)
+
+
+def instance_map_at_k(
+    retrieved_products: np.ndarray, query_products: np.ndarray, k: int, n_other_photos: np.ndarray
+) -> float:
+    """Instance mAP@K = mean over queries of AP@K = sum_{i<=k} P@i * rel_i / min(k, n_other_photos),
+    where rel_i says whether result i is another photo of the query's product.
+
+    >>> instance_map_at_k(np.array([[3, 7, 3]]), np.array([3]), 3, np.array([2]))
+    0.833333333333
+    """
+    return map_at_k(retrieved_products, query_products, k, n_other_photos)

@@ -10,24 +10,47 @@ from pathlib import Path
 import numpy as np
 
 from lookalike.evaluate import plots
+from lookalike.evaluate.groups import label_values
+from lookalike.evaluate.metrics import has_label
 from lookalike.evaluate.saved_reports import RESULTS_FILE, SUMMARY_FILE
-from lookalike.evaluate.scoring import Evaluation, QuerySet, evaluate_query_set
-from lookalike.index.exact import RowFilter, top_k
+from lookalike.evaluate.scoring import Evaluation, QuerySet, evaluate_query_set, search_query_set
 from lookalike.index.store import EmbeddingIndex
 
 
 def summary_table(evaluations: Sequence[Evaluation]) -> str:
-    """A Markdown table with one row per model, best Precision@K first."""
+    """A Markdown table with one row per model, best Precision@K first; instance columns when some build
+    has products with several photos."""
     ks = sorted(evaluations[0].precision_at_k, key=int)
+    with_instances = any(e.instance_recall_at_k is not None for e in evaluations)
     header = ["model", "catalog", "queries"] + [f"P@{k}" for k in ks] + [f"R@{k}" for k in ks]
     header += [f"mAP@{ks[-1]}", f"mean sim@{ks[-1]}"]
+    if with_instances:
+        header += ["instance queries"] + [f"instance R@{k}" for k in ks] + [f"instance mAP@{ks[-1]}"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for e in sorted(evaluations, key=lambda e: -e.precision_at_k[ks[-1]]):
         cells = [f"`{e.model}`", f"{e.n_catalog:,}", f"{e.n_queries:,}"]
         cells += [f"{e.precision_at_k[k]:.3f}" for k in ks] + [f"{e.recall_at_k[k]:.3f}" for k in ks]
         cells += [f"{e.map_at_k[ks[-1]]:.3f}", f"{e.mean_similarity_at_k[ks[-1]]:.3f}"]
+        if e.instance_recall_at_k is not None:
+            cells += [f"{e.n_instance_queries:,}"] + [f"{e.instance_recall_at_k[k]:.3f}" for k in ks]
+            cells += [f"{e.instance_map_at_k[ks[-1]]:.3f}"]
+        elif with_instances:
+            cells += ["–"] * (len(ks) + 2)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def summary_notes(evaluations: Sequence[Evaluation], queries: QuerySet) -> str:
+    """What the table's figures count: the category column, the queries left out, the instance queries."""
+    column = evaluations[0].label_column
+    notes = [f"Queries: {queries.labels.size:,}"]
+    if column != "label":
+        notes.append(f"a hit shares the query's `{column}`")
+    if queries.n_without_label:
+        notes.append(f"{queries.n_without_label:,} rows without a `{column}` left out of the queries")
+    if any(e.instance_recall_at_k is not None for e in evaluations):
+        notes.append("instance: each photo of a product with several photos queries every other row")
+    return "; ".join(notes)
 
 
 def write_report(
@@ -47,7 +70,7 @@ def write_report(
     _model_figures(best_index, best_queries, middle_k, output, n_example_queries, seed)
     (output / RESULTS_FILE).write_text(json.dumps([asdict(e) for e in evaluations], indent=2), encoding="utf-8")
     (output / SUMMARY_FILE).write_text(
-        f"{summary_table(evaluations)}\n\nQueries: {runs[0][1].labels.size:,}; figures of the best model "
+        f"{summary_table(evaluations)}\n\n{summary_notes(evaluations, runs[0][1])}; figures of the best model "
         f"(`{best_index.metadata.model_id}`) at K={middle_k}.\n",
         encoding="utf-8",
     )
@@ -55,12 +78,13 @@ def write_report(
 
 
 def _model_figures(index: EmbeddingIndex, queries: QuerySet, k: int, output: Path, n_examples: int, seed: int) -> None:
-    labels = np.asarray(index.labels)
+    labels = label_values(index.dataset.data.table, queries.label_column, str(index.path))
     catalog_rows = queries.catalog_rows
-    exclude = [[row] for row in range(len(queries.labels))] if queries.leave_one_out else None
-    results = top_k(index.embeddings[catalog_rows], queries.embeddings, k, rows=RowFilter(exclude=exclude))
-    retrieved_rows = catalog_rows[results.indices]
+    results = search_query_set(index, queries, k)
+    retrieved_rows = results.indices
     hits = labels[retrieved_rows] == queries.labels[:, None]
+    # A row without a value is drawn under a name of its own, never one of the categories'.
+    labels = np.where(has_label(labels), labels, f"(no {queries.label_column})").astype(str)
     model = index.metadata.model_id
     plots.hit_miss_similarities(results.scores[hits], results.scores[~hits], model, output / "hit_miss_similarity.png")
     plots.embedding_map(index.embeddings[catalog_rows], labels[catalog_rows], model, output / "embedding_map.png")

@@ -22,7 +22,7 @@ from lookalike.backbones.inference import Inference, InferenceConfig, InferenceK
 from lookalike.backbones.registry import DEFAULT_BACKBONE, Backbone, load_backbone
 from lookalike.catalog import CatalogItem, CatalogSource, RejectedRow, load_catalog, stratified_split
 from lookalike.catalog.download import DownloadConfig
-from lookalike.catalog.remote import DownloadCounts, fetch_remote_images
+from lookalike.catalog.remote import DownloadCounts, Fetcher, fetch_here, fetch_remote_images
 from lookalike.index.ann import ANN_FILE
 from lookalike.index.search import ANN_MIN_ITEMS, EXACT_SEARCH, AnnMode, AnnReuse, SearchMethod
 from lookalike.index.store import IndexMetadata
@@ -150,7 +150,9 @@ def build_index(config: BuildConfig, show_progress: bool = True) -> BuildReport:
     The rest are embedded in chunks checkpointed under a hidden sibling folder; running the same
     build again after an interruption embeds only the chunks that were not finished.
     """
-    catalog, downloads = fetch_remote_images(load_catalog(config.source), config.download, show_progress)
+    catalog, downloads = fetch_remote_images(
+        load_catalog(config.source), config.download, show_progress, _fetcher(config)
+    )
     for row in catalog.rejected:
         logger.warning("Left out %s: %s", row.row, row.reason)
     refuse_duplicate_ids([item.id for item in catalog.items])
@@ -278,6 +280,15 @@ def _embed_chunks(
         return
     for items in chunks:
         yield embed_chunk(inference, backbone.preprocessing, items, config.pipeline)
+
+
+def _fetcher(config: BuildConfig) -> Fetcher:
+    """Where photos at URLs are downloaded: on the engine's workers (Ray actors), or on threads here."""
+    if config.engine is Engine.RAY:
+        from lookalike.indexing.ray_engine import fetch_on_ray
+
+        return lambda urls, download, progress: fetch_on_ray(urls, download, progress, config.ray)
+    return fetch_here
 
 
 def _prepare_work_dir(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +12,8 @@ from types import ModuleType
 import pyarrow as pa
 
 from lookalike.catalog import CatalogItem
+from lookalike.catalog.download import DownloadConfig, Fetched
+from lookalike.catalog.remote import DownloadCounts
 from lookalike.indexing.pipeline import PipelineConfig
 
 RAY_MISSING = (
@@ -55,6 +58,55 @@ class ChunkEmbedder:
             for row in batch.to_pylist()
         ]
         return embed_chunk(self.inference, self.preprocessing, items, self.pipeline)
+
+
+class UrlFetcher:
+    """A Ray Data actor: one downloader (its threads, its HTTP connections) fetching every batch of URLs
+    into the download cache, which the workers and the driver share (one machine, or shared storage)."""
+
+    def __init__(self, config: DownloadConfig) -> None:
+        from lookalike.catalog.download import ImageDownloader
+
+        self.downloader = ImageDownloader(config)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        results = self.downloader.fetch_all(batch.column("url").to_pylist(), show_progress=False)
+        return pa.table(
+            {
+                "url": [r.url for r in results],
+                "path": [str(r.path) if r.path else None for r in results],
+                "error": [r.error for r in results],
+                "outcome": [r.outcome for r in results],
+            }
+        )
+
+
+def fetch_on_ray(
+    urls: Sequence[str], download: DownloadConfig, show_progress: bool, config: RayConfig
+) -> tuple[list[Fetched], DownloadCounts]:
+    """`remote.fetch_here`'s answer, the downloads made on a pool of `config.concurrency` Ray actors."""
+    with _ray_session(config) as ray:
+        ray.data.DataContext.get_current().execution_options.preserve_order = True
+        fetched = ray.data.from_items([{"url": url} for url in urls]).map_batches(
+            UrlFetcher,
+            fn_constructor_kwargs={"config": download},
+            compute=ray.data.ActorPoolStrategy(size=config.concurrency),
+            num_cpus=config.cpus_per_actor,
+            # Batches of a few times each actor's download threads keep its connections busy.
+            batch_size=max(1, min(4 * download.workers, -(-len(urls) // config.concurrency))),
+            batch_format="pyarrow",
+        )
+        rows = pa.concat_tables(list(fetched.iter_batches(batch_format="pyarrow"))).to_pylist()
+    results = [
+        Fetched(
+            r["url"], Path(r["path"]) if r["path"] else None, r["error"], r["outcome"] == "downloaded", r["outcome"]
+        )
+        for r in rows
+    ]
+    outcomes = Counter(result.outcome for result in results)
+    return results, DownloadCounts(
+        outcomes["downloaded"], outcomes["revalidated"], outcomes["failed"], outcomes["stale"]
+    )
 
 
 def embed_chunks_on_ray(
