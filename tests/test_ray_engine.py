@@ -68,7 +68,8 @@ def test_ray_engine_builds_a_product_feed_downloading_on_its_actors(tmp_path):
 
     downloads = {"read_timeout": 1.0, "deadline": 2.0, "retries": 1, "backoff": 0.1}
     with sample_shop.serving(sample_shop.ShopServer()) as shop:
-        feed = sample_shop.write_tsv(sample_shop.sample_products(shop, per_category=1, categories=4), tmp_path / "f.tsv")
+        rows = sample_shop.sample_products(shop, per_category=1, categories=4)
+        feed = sample_shop.write_tsv(rows, tmp_path / "f.tsv")
         local = build(
             BuildConfig(
                 source=CatalogSource(str(feed)),
