@@ -125,6 +125,7 @@ def test_results_carry_the_product_once_per_group(shop_service):
     assert all(" EUR" in caption for caption in captions)
     assert any("+2 sizes" in caption for caption in captions)
     assert "**In the shop:**" in answer.summary and "](http://127.0.0.1:" in answer.summary
+    assert "products (54 photos)" in answer.summary
 
 
 def test_a_catalog_product_never_answers_its_own_photos_or_variants(shop_service):

@@ -91,12 +91,18 @@ def product_links(results: Sequence[Recommendation]) -> str:
     return "\n".join(lines)
 
 
+def _catalog_size(recommender: Recommender) -> str:
+    """How big the catalog is: "273 products", or "40 products (80 photos)" when products have several."""
+    n_products, n_photos = recommender.products.n_products, len(recommender.index)
+    return f"{n_products:,} products" + (f" ({n_photos:,} photos)" if n_photos != n_products else "")
+
+
 def summary_text(
     recommender: Recommender, items, elapsed_ms: float, notes: list[str], query: str, link: str | None
 ) -> str:
     text = (
         f"**Average similarity of the top {len(items)}: {average_similarity(items):.3f}** (cosine) · "
-        f"for {query} · {recommender.name} · {len(recommender.index):,} products · {elapsed_ms:.0f} ms"
+        f"for {query} · {recommender.name} · {_catalog_size(recommender)} · {elapsed_ms:.0f} ms"
     )
     if notes:
         text += "\n\nFilters: " + " · ".join(notes)

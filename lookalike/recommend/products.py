@@ -107,6 +107,10 @@ class ProductTable:
             _group_starts=starts if n else np.zeros(1, dtype=np.int64),
         )
 
+    @property
+    def n_products(self) -> int:
+        return int(self.products.max(initial=-1)) + 1
+
     def group_rows(self, row: int) -> np.ndarray:
         """Every row of the group `row` belongs to: the product's other photos and its variants'."""
         group = int(self.groups[row])
