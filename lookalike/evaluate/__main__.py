@@ -71,11 +71,12 @@ def print_evaluation(evaluation: Evaluation, search_method: str, ks: list[int]) 
     """The figures of one build, as the command prints them."""
     by = "" if evaluation.label_column == "label" else f", a hit sharing the query's {evaluation.label_column}"
     print(
-        f"{evaluation.model}: {evaluation.n_queries} queries against {evaluation.n_catalog} products "
+        f"{evaluation.model}: {evaluation.n_queries} queries against {evaluation.n_catalog} catalog rows "
         f"({search_method} search{by})"
     )
     if evaluation.n_without_label:
-        print(f"  {evaluation.n_without_label} rows without a {evaluation.label_column} left out of the queries")
+        rows = "row" if evaluation.n_without_label == 1 else "rows"
+        print(f"  {evaluation.n_without_label} {rows} without a {evaluation.label_column} left out of the queries")
     for k in map(str, ks):
         print(
             f"  K={k:>3}  P@K {evaluation.precision_at_k[k]:.3f}  R@K {evaluation.recall_at_k[k]:.3f}  "

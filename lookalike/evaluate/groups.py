@@ -66,8 +66,9 @@ class ProductGroups:
         """From a build's rows: `product_id` (else `id`) and `item_group_id` when the build has it."""
         names = table.column_names
         products = value_codes(table.column(PRODUCT_ID if PRODUCT_ID in names else "id"))
-        if (products < 0).any():  # a row that names no product is a product of its own
-            products = value_codes(pc.coalesce(table.column(PRODUCT_ID), table.column("id")))
+        unnamed = products < 0
+        if unnamed.any():  # a row that names no product is a product of its own
+            products[unnamed] = products.max(initial=-1) + 1 + np.arange(int(unnamed.sum()))
         item_groups = value_codes(table.column(GROUP_ID)) if GROUP_ID in names else None
         return cls.of_codes(products, item_groups)
 

@@ -47,7 +47,8 @@ def summary_notes(evaluations: Sequence[Evaluation], queries: QuerySet) -> str:
     if column != "label":
         notes.append(f"a hit shares the query's `{column}`")
     if queries.n_without_label:
-        notes.append(f"{queries.n_without_label:,} rows without a `{column}` left out of the queries")
+        rows = "row" if queries.n_without_label == 1 else "rows"
+        notes.append(f"{queries.n_without_label:,} {rows} without a `{column}` left out of the queries")
     if any(e.instance_recall_at_k is not None for e in evaluations):
         notes.append("instance: each photo of a product with several photos queries every other row")
     return "; ".join(notes)
