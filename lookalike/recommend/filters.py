@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lookalike.recommend.products import ProductTable
+from lookalike.index.products import ProductTable
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,12 @@ from lookalike.backbones.inference import Inference, InferenceConfig, load_infer
 from lookalike.backbones.registry import Backbone, load_backbone
 from lookalike.images import ImageSource, open_image
 from lookalike.index.exact import Metric, RowFilter
+from lookalike.index.products import ProductTable, variant_note
 from lookalike.index.serving_cache import row_reader
 from lookalike.index.store import EmbeddingIndex, load_index
 from lookalike.recommend.duplicates import DUPLICATE_SIMILARITY, collapse_near_duplicates
 from lookalike.recommend.feedback import MAX_SET_SIZE, combine_set, rocchio
 from lookalike.recommend.filters import CategoryColumn, CategoryFilter, ProductFilter
-from lookalike.recommend.products import ProductTable, variant_note
 from lookalike.runtime import release_freed_memory
 
 # An upload this close to a catalog item is that item's own photo (re-encoded, resized): it is
