@@ -35,6 +35,7 @@ BUILD_OPTIONS = (
     "ann",
     "engine",
     "licence",
+    "neighbours",
 )
 RAY_OPTIONS = ("concurrency", "cpus_per_actor")
 DOWNLOAD_OPTIONS = ("cache_dir", "workers", "read_timeout", "deadline", "max_bytes", "retries")

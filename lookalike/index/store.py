@@ -14,6 +14,7 @@ from lookalike.backbones.preprocessing import Preprocessing
 from lookalike.hub import upload_or_explain
 from lookalike.index.ann import ANN_FILE
 from lookalike.index.exact import EVERY_ROW, Metric, SearchResults
+from lookalike.index.neighbours import NEIGHBOURS_FILE, Neighbours, data_digest, read_neighbours
 from lookalike.index.search import SearchMethod, VectorSearch
 from lookalike.index.serving_cache import DATA_DIR, open_cache, shard_files
 from lookalike.index.writer import METADATA_FILE, IndexWriter, table_product_columns
@@ -98,6 +99,7 @@ class EmbeddingIndex:
     embeddings: np.ndarray  # read-only, memory-mapped from the serving cache
     metadata: IndexMetadata
     search: VectorSearch  # exact or approximate, as the metadata says (SearchMethod.open)
+    neighbours: Neighbours | None = None  # each row's nearest rows, precomputed by the build
 
     @property
     def ids(self) -> list[str]:
@@ -179,7 +181,8 @@ def load_index(path: str | Path) -> EmbeddingIndex:
         search = metadata.search.open(path, embeddings)
     except FileNotFoundError as error:
         raise MissingIndexError(f"{error} Rebuild it: python build_index.py --output {path}") from None
-    return EmbeddingIndex(path=path, dataset=dataset, embeddings=embeddings, metadata=metadata, search=search)
+    neighbours = read_neighbours(path, len(dataset), data_digest(shard_files(path)))
+    return EmbeddingIndex(path, dataset, embeddings, metadata, search, neighbours)
 
 
 def find_indexes(root: str | Path) -> list[Path]:
@@ -208,7 +211,7 @@ def push_index_to_hub(path: str | Path, repo_id: str, private: bool = False) -> 
             folder_path=str(path),
             repo_id=repo_id,
             repo_type="dataset",
-            delete_patterns=[f"{DATA_DIR}/*.parquet", ANN_FILE],
+            delete_patterns=[f"{DATA_DIR}/*.parquet", ANN_FILE, NEIGHBOURS_FILE],
             commit_message=f"Lookalike catalog embeddings ({model_id})",
         )
 

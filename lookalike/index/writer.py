@@ -20,6 +20,8 @@ import pyarrow.parquet as pq
 from lookalike.catalog.product import PRODUCT_ID
 from lookalike.index.card import CARD_FILE, dataset_card
 from lookalike.index.durable import fsync_directory, fsync_tree
+from lookalike.index.neighbours import compute_neighbours, write_neighbours
+from lookalike.index.products import ProductTable
 from lookalike.index.search import AnnReuse
 from lookalike.index.serving_cache import (
     CACHE_DIR,
@@ -140,8 +142,9 @@ class IndexWriter:
             self._shard.close()
             self._shard = None
 
-    def finish(self, metadata, licence: str = "other", ann_reuse: AnnReuse | None = None) -> Path:
-        """Name the shards, close the cache, build the ANN index if `metadata` asks, write card and metadata, swap."""
+    def finish(self, metadata, licence: str = "other", ann_reuse: AnnReuse | None = None, neighbours: int = 0) -> Path:
+        """Name the shards, close the cache, build the ANN index if `metadata` asks, compute each row's
+        `neighbours` nearest rows (0: none), write card and metadata, swap."""
         self._close_shard()
         if self._n_shards == 0:  # an empty catalog still gets a readable (empty) data file
             pq.write_table(self.schema.empty_table(), self.staging / DATA_DIR / "part-00000.parquet")
@@ -153,6 +156,13 @@ class IndexWriter:
         cache = self.cache.close(shards_stamp(self.staging, shard_files(self.staging)))
         if metadata.search.ann is not None:
             metadata.search.write(MatrixFile(cache.embeddings), self.staging, ann_reuse)
+        if neighbours and self.n_rows:
+            search = metadata.search.open(self.staging, np.load(cache.embeddings, mmap_mode="r"))
+            with pa.memory_map(str(cache.rows)) as source:  # the rows as Arrow, read in place
+                products = ProductTable.of(pa.ipc.open_stream(source).read_all())
+            write_neighbours(
+                compute_neighbours(search, MatrixFile(cache.embeddings), products, neighbours), self.staging, digest
+            )
         data_files = f"{DATA_DIR}/train-{digest}-*.parquet"
         (self.staging / CARD_FILE).write_text(
             dataset_card(metadata, self.label_counts, data_files, licence, self.product_columns), encoding="utf-8"

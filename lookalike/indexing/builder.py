@@ -24,6 +24,7 @@ from lookalike.catalog import CatalogItem, CatalogSource, RejectedRow, load_cata
 from lookalike.catalog.download import DownloadConfig
 from lookalike.catalog.remote import DownloadCounts, Fetcher, fetch_here, fetch_remote_images
 from lookalike.index.ann import ANN_FILE
+from lookalike.index.neighbours import PRECOMPUTED
 from lookalike.index.search import ANN_MIN_ITEMS, EXACT_SEARCH, AnnMode, AnnReuse, SearchMethod
 from lookalike.index.store import IndexMetadata
 from lookalike.index.writer import ROWS_PER_SHARD, IndexWriter
@@ -93,6 +94,13 @@ class BuildConfig:
         },
     )
     ray: RayConfig = field(default_factory=RayConfig)
+    neighbours: int = field(
+        default=PRECOMPUTED,
+        metadata={
+            "help": "nearest rows precomputed per product, so that 'similar to product X' needs no search "
+            "(0: none; a search per product, minutes at a million)"
+        },
+    )
     # Photos at URLs (a product feed's): fetched concurrently into a cache that a rebuild revalidates.
     download: DownloadConfig = field(default_factory=DownloadConfig)
     # Rows per parquet data file of the output folder (the Hub dataset repository).
@@ -112,6 +120,8 @@ class BuildConfig:
         for name in ("batch_size", "chunk_size", "rows_per_shard", "block_rows"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.neighbours < 0:
+            raise ValueError(f"neighbours must be >= 0, got {self.neighbours}")
         object.__setattr__(self, "inference", InferenceKind(self.inference))
         object.__setattr__(self, "precision", Precision(self.precision))
         object.__setattr__(self, "ann", AnnMode(self.ann))
@@ -202,7 +212,7 @@ def build_index(config: BuildConfig, show_progress: bool = True) -> BuildReport:
     writer = IndexWriter(config.output, len(plan), backbone.embedding_dim, config.rows_per_shard, columns)
     for block in row_blocks(plan, catalog.items, splits, columns, previous, chunk_files, config.block_rows):
         writer.write(block)
-    writer.finish(metadata, config.licence, ann.reuse)
+    writer.finish(metadata, config.licence, ann.reuse, config.neighbours)
     shutil.rmtree(work_dir)
     return BuildReport(
         output=Path(config.output),

@@ -94,6 +94,7 @@ class Recommendations:
 
     items: list[Recommendation]
     query_categories: tuple[str, ...]
+    precomputed: bool = False  # answered from the build's precomputed neighbours, without a search
 
 
 class Recommender:
@@ -188,7 +189,19 @@ class Recommender:
         never = {int(member) for row in own_rows + less_like for member in self.products.group_rows(row)}
         rows = RowFilter(self._allowed(request, query_categories), [sorted(never)])
         categories = tuple(dict.fromkeys(query_categories))
-        return Recommendations(self._nearest(query, request, rows, uploads), categories)
+        precomputed = self._precomputed(request, own_rows, rows) if uploads is None else None
+        items, precomputed_used = self._nearest(query, request, rows, uploads, precomputed)
+        return Recommendations(items, categories, precomputed_used)
+
+    def _precomputed(
+        self, request: RecommendationRequest, own_rows: list[int], rows: RowFilter
+    ) -> tuple[list[int], list[float]] | None:
+        """The build's nearest rows of the one catalog product asked about, when nothing else shapes the
+        answer: no upload, feedback or filter, cosine (they were computed so)."""
+        plain = not (request.less_like_ids or request.more_like_ids) and rows.allowed is None
+        if self.index.neighbours is None or len(own_rows) != 1 or not plain or request.metric is not Metric.COSINE:
+            return None
+        return self.index.neighbours.of(own_rows[0])
 
     def _allowed(self, request: RecommendationRequest, query_categories: Sequence[str]) -> np.ndarray | None:
         masks = []
@@ -210,9 +223,15 @@ class Recommender:
         return float(a @ b)
 
     def _nearest(
-        self, query: np.ndarray, request: RecommendationRequest, rows: RowFilter, uploads: np.ndarray | None
-    ) -> list[Recommendation]:
-        """The top products for `query` among the allowed rows, never an uploaded picture's own product.
+        self,
+        query: np.ndarray,
+        request: RecommendationRequest,
+        rows: RowFilter,
+        uploads: np.ndarray | None,
+        precomputed: tuple[list[int], list[float]] | None = None,
+    ) -> tuple[list[Recommendation], bool]:
+        """The top products for `query` among the allowed rows, never an uploaded picture's own product,
+        and whether the build's precomputed neighbours answered (no search).
 
         The own-product check is part of this one search: a candidate as close to an upload as its own
         re-encoded photo is dropped, and the search goes deeper, like for collapsed near-duplicates.
@@ -220,8 +239,12 @@ class Recommender:
         n_eligible = rows.n_searchable(len(self.index))
         k = min(request.k, n_eligible)
         if k == 0:
-            return []
-        embeddings = self._rows
+            return [], False
+        if precomputed is not None:
+            ranked, scores = precomputed
+            groups = self._fold(ranked, request, None)
+            if len(groups) >= k:  # else K goes beyond them: search live
+                return self._answer(groups[:k], dict(zip(ranked, scores, strict=True)), query), True
         # Each upload's own product may take a place; collapsing near-duplicates can leave fewer than k:
         # search twice as deep until k survive. Bounded: at most log2(eligible / k) + 1 passes, the last
         # one over every eligible row (a catalog of one product photographed many times gets there).
@@ -230,27 +253,36 @@ class Recommender:
             found = self.index.top_k(query[None, :], depth, request.metric, rows)
             ranked = found.indices[0].tolist()
             score_of_row = dict(zip(ranked, found.scores[0].tolist(), strict=True))
-            if uploads is not None and ranked:
-                closest_upload = (np.asarray(embeddings[ranked], dtype=np.float32) @ uploads.T).max(axis=1)
-                # An upload of a catalog photo is that product: neither it nor its other photos and variants.
-                own = {
-                    int(self.products.groups[row])
-                    for row, s in zip(ranked, closest_upload, strict=True)
-                    if s >= SAME_PHOTO_SIMILARITY
-                }
-                ranked = [row for row in ranked if int(self.products.groups[row]) not in own]
-            ranked = self._best_of_each_group(ranked)
-            if request.collapse_duplicates:
-                groups = collapse_near_duplicates(embeddings, ranked, request.duplicate_similarity)
-            else:
-                groups = [(row, []) for row in ranked]
+            groups = self._fold(ranked, request, uploads)
             if len(groups) >= k or depth == n_eligible:
                 break
             depth = min(n_eligible, depth * 2)
-        kept = groups[:k]
+        return self._answer(groups[:k], score_of_row, query), False
+
+    def _fold(
+        self, ranked: list[int], request: RecommendationRequest, uploads: np.ndarray | None
+    ) -> list[tuple[int, list[int]]]:
+        """Candidates best first → one (row, folded rows) per product: an upload's own product dropped,
+        each group's best photo and variant kept, near-identical products collapsed into the first."""
+        embeddings = self._rows
+        if uploads is not None and ranked:
+            closest_upload = (np.asarray(embeddings[ranked], dtype=np.float32) @ uploads.T).max(axis=1)
+            # An upload of a catalog photo is that product: neither it nor its other photos and variants.
+            own = {
+                int(self.products.groups[row])
+                for row, s in zip(ranked, closest_upload, strict=True)
+                if s >= SAME_PHOTO_SIMILARITY
+            }
+            ranked = [row for row in ranked if int(self.products.groups[row]) not in own]
+        ranked = self._best_of_each_group(ranked)
+        if request.collapse_duplicates:
+            return collapse_near_duplicates(embeddings, ranked, request.duplicate_similarity)
+        return [(row, []) for row in ranked]
+
+    def _answer(self, kept: list[tuple[int, list[int]]], score_of_row: dict, query: np.ndarray) -> list[Recommendation]:
         records = self.index.dataset.select([row for row, _ in kept])
         return [
-            self._recommendation(record, row, float(score_of_row[row]), float(embeddings[row] @ query), folded)
+            self._recommendation(record, row, float(score_of_row[row]), float(self._rows[row] @ query), folded)
             for record, (row, folded) in zip(records, kept, strict=True)
         ]
 
