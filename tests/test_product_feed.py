@@ -199,6 +199,8 @@ def test_bad_product_filters_are_explained(shop_service):
         handlers.search(str(EXAMPLE), 8, "cosine", None, [], False, [], True, ["flavour=mint"])
     with pytest.raises(RequestError, match="price_min must be a number"):
         SearchRequest.from_values(price_min="cheap")
+    # The page's number fields send 0 once shown: no bound, not "only free products".
+    assert SearchRequest.from_values(price_min=0, price_max=0) == SearchRequest()
     with pytest.raises(Exception, match="above price_max"):
         handlers.search(str(EXAMPLE), 8, "cosine", None, [], False, [], True, [], 50, 10)
 

@@ -39,11 +39,12 @@ EXAMPLES_PER_PAGE = 12
 # Phone widths: a two-column gallery with captions under the pictures, and no sideways scrolling.
 PAGE_CSS = """
 #lookalike-results .grid-container { grid-template-columns: repeat(var(--grid-cols), minmax(0, 1fr)); }
-#lookalike-results .thumbnail-item { display: flex; flex-direction: column; aspect-ratio: auto; }
+#lookalike-results .grid-container { grid-auto-rows: auto; }
+#lookalike-results .thumbnail-item { display: flex; flex-direction: column; aspect-ratio: auto; height: auto; }
 #lookalike-results .thumbnail-item img { aspect-ratio: 1; min-height: 0; }
 #lookalike-results .caption-label {
   position: static; max-width: 100%; white-space: normal; opacity: 1; border: none; border-radius: 0;
-  font-size: var(--text-sm); line-height: 1.3;
+  font-size: var(--text-sm); line-height: 1.3; padding-bottom: 4px; overflow-wrap: anywhere;
 }
 @media (max-width: 640px) {
   #lookalike-results .grid-container { grid-template-columns: repeat(2, minmax(0, 1fr)) !important; }

@@ -49,11 +49,14 @@ def public_message(text: str) -> str:
 _PRICES = ("price_min", "price_max")
 
 
-def _price(name: str, value: object) -> float:
+def _price(name: str, value: object) -> float | None:
+    """A price bound; 0 is no bound: the page's number fields hold 0 once shown, and no price is below 0
+    (a shop that sells for free needs no upper bound of 0 either)."""
     try:
-        return float(value)
+        number = float(value)
     except (TypeError, ValueError):
         raise RequestError(f"{name} must be a number, got {value!r}.") from None
+    return None if number == 0 else number
 
 
 def _facets_by_attribute(facets: Sequence[str]) -> list[list[str]]:

@@ -90,8 +90,8 @@ def filter_controls(catalog: CatalogFilters) -> dict:
             visible=bool(catalog.facets),
         )
         with gr.Row(visible=catalog.has_prices):
-            price_min = gr.Number(value=None, minimum=0, label="Price from", min_width=100)
-            price_max = gr.Number(value=None, minimum=0, label="Price up to", min_width=100)
+            price_min = gr.Number(value=None, minimum=0, label="Price from (0: any)", min_width=100)
+            price_max = gr.Number(value=None, minimum=0, label="Price up to (0: any)", min_width=100)
         in_stock_only = gr.Checkbox(label="In stock only", value=False, visible=catalog.has_stock)
     return {
         "categories": chosen,
@@ -238,8 +238,11 @@ def wire(
     less_inputs = search.inputs(last_query, feedback.selected_id)
     search_event(feedback.less.click, handlers.less_like_this, less_inputs, [*answer, search.not_wanted], **private)
     # A filter changed by the user applies at once (`input`: not when a shared link sets it on load).
+    # always_last: typing "100" into a price searches with 100 once typing stops, not with the first "1".
     for control in search.filters():
-        search_event(control.input, handlers.search_again, search.inputs(last_query), **private)
+        search_event(
+            control.input, handlers.search_again, search.inputs(last_query), **private, trigger_mode="always_last"
+        )
     feedback.why.click(
         _compare_with_selected(handlers),
         [last_query, feedback.selected_id, search.backbone],

@@ -163,8 +163,8 @@ def build_index(config: BuildConfig, show_progress: bool = True) -> BuildReport:
     catalog, downloads = fetch_remote_images(
         load_catalog(config.source), config.download, show_progress, _fetcher(config)
     )
-    for row in catalog.rejected:
-        logger.warning("Left out %s: %s", row.row, row.reason)
+    for row in catalog.rejected:  # the report lists them too: build_index.py prints them at the end
+        logger.info("Left out %s: %s", row.row, row.reason)
     refuse_duplicate_ids([item.id for item in catalog.items])
     splits = catalog.given_splits or stratified_split(catalog.labels, config.test_fraction, config.split_seed)
     backbone = load_backbone(config.model)
