@@ -1,15 +1,19 @@
 """A build folder of N products derived from real embeddings, written by the project's own writer.
 
-    python benchmarks/scale.py --items N --output DIR [--json FILE] [--source DIR] [--ann auto|on|off]
+    python benchmarks/scale.py --items N --output DIR [--json FILE] [--source DIR] [--ann auto|on|off] [--no-products]
 
 New vectors are real ones (the source build's) perturbed and mixed within their category:
 normalize(v_i + u (v_j - v_i) + noise), i from a sub-category, j from the same category, u uniform in
 [0, MIX], the noise Gaussian with each dimension's spread in the source. Each source category is split
 by k-means into sub-categories ("fruit-3") so there are at least CATEGORIES of them; thumbnails are the
-source rows' own bytes, copied. Rows go through `IndexWriter` in blocks, as `build_index.py` writes
-them, so memory stays flat whatever N; the metadata names the source's backbone, so
-`LOOKALIKE_EMBEDDINGS=DIR python app.py` serves it with that backbone. Prints each stage's time, the
-peak RSS and how crowded the generated vectors are next to the source's, as JSON.
+source rows' own bytes, copied. Each row is a product photo with a shop's metadata (`SyntheticProducts`:
+title, price, link, brand, availability, colour, size): most products have one photo, every 10th has
+three; variant groups of 1-5 products differ in size alone and share one look (sub-category and source
+row i). All of it is a function of the row number and seed, so each block is made on its own. Rows go
+through `IndexWriter` in blocks, as `build_index.py` writes them, so memory stays flat whatever N; the
+metadata names the source's backbone, so `LOOKALIKE_EMBEDDINGS=DIR python app.py` serves it with that
+backbone. Prints each stage's time, the peak RSS and how crowded the generated vectors are next to the
+source's, as JSON.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
+from lookalike.catalog.product import GROUP_ID, PRODUCT_COLUMNS, PRODUCT_ID
 from lookalike.index.search import SearchMethod
 from lookalike.index.store import load_index
 from lookalike.index.writer import IndexWriter
@@ -40,6 +45,23 @@ CATEGORIES = 112
 MIX = 0.5
 NOISE = 0.6
 CROWDING_QUERIES = 200
+
+# The shop's metadata. Photos per product and products per variant group, as repeating cycles.
+PHOTOS_PER_PRODUCT = (1, 1, 1, 1, 1, 1, 1, 1, 1, 3)  # every 10th product has 3 photos
+PRODUCTS_PER_GROUP = (1, 4, 1, 2, 1, 3, 1, 5, 1, 1)  # half the products come in several sizes
+BRANDS = tuple(
+    f"{stem}{ending}"
+    for stem in ("Alto", "Brio", "Kiri", "Luma", "Mako", "Nord", "Oru", "Sena", "Tavi", "Vela")
+    for ending in ("", "line", "works", " & Co", " Studio")
+)
+COLOURS = ("black", "white", "grey", "navy", "blue", "green", "red", "pink", "yellow", "orange", "brown", "beige")
+SIZES = ("XS", "S", "M", "L", "XL", "XXL")  # more than a group's products: its variants' sizes all differ
+# Availability by a product's hash modulo 20: 16 in stock (80 %), 3 out of stock, 1 preorder.
+AVAILABILITIES = ("in_stock",) * 16 + ("out_of_stock",) * 3 + ("preorder",)
+PRICE_RANGE = (5.0, 500.0)  # log-uniform: as many products under 50 as over
+CURRENCY = "EUR"
+LINK = "https://shop.example/p/{}"
+PRODUCT_FIELDS = (PRODUCT_ID, "title", "link", "price", "currency", "availability", "brand", GROUP_ID, "color", "size")
 
 
 @dataclasses.dataclass
@@ -121,10 +143,19 @@ def kmeans(vectors: np.ndarray, k: int, seed: int, iterations: int = 20) -> np.n
     return assignment
 
 
-def generate(source: Source, groups: SubCategories, rows: int, rng, spread: np.ndarray) -> tuple:
-    """`rows` new unit vectors and the sub-category and source row each came from."""
-    group = rng.integers(len(groups.names), size=rows)
-    i = groups.members[groups.start[group] + (rng.random(rows) * groups.size[group]).astype(np.int64)]
+def generate(
+    source: Source, groups: SubCategories, rows: int, rng, spread: np.ndarray, anchors: tuple | None = None
+) -> tuple:
+    """`rows` new unit vectors and the sub-category and source row each came from.
+
+    `anchors` (sub-category, source row), one pair per row, fixes them (a product's photos and variants
+    look alike); else each row draws its own.
+    """
+    if anchors is None:
+        group = rng.integers(len(groups.names), size=rows)
+        i = groups.members[groups.start[group] + (rng.random(rows) * groups.size[group]).astype(np.int64)]
+    else:
+        group, i = anchors
     j = groups.parent_members[
         groups.parent_start[group] + (rng.random(rows) * groups.parent_size[group]).astype(np.int64)
     ]
@@ -133,6 +164,90 @@ def generate(source: Source, groups: SubCategories, rows: int, rng, spread: np.n
     vectors = source.vectors[i] + u * (source.vectors[j] - source.vectors[i]) + noise
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors, group, i
+
+
+def hashed(values: np.ndarray, salt: int, seed: int) -> np.ndarray:
+    """A well-mixed uint64 per value (splitmix64 of value, salt and seed): a draw that any block can repeat."""
+    z = (values.astype(np.uint64) << np.uint64(20)) ^ np.uint64((seed << 8) + salt)
+    z = z + np.uint64(0x9E3779B97F4A7C15)  # wraps modulo 2**64, as splitmix64 means it to
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def cycle_parts(sizes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """For each position of a cycle cut in parts of `sizes`: its part and its offset within the part."""
+    part = np.repeat(np.arange(len(sizes)), sizes)
+    offset = np.concatenate([np.arange(size) for size in sizes])
+    return part, offset
+
+
+@dataclasses.dataclass(frozen=True)
+class SyntheticProducts:
+    """The product, photo number, variant group and variant number of some rows, from their row numbers."""
+
+    rows: np.ndarray
+    product: np.ndarray  # product number
+    photo: np.ndarray  # 0 for a product's first photo
+    group: np.ndarray  # variant group number
+    variant: np.ndarray  # the product's place in its group
+    seed: int = 0
+
+    @classmethod
+    def of_rows(cls, first_row: int, n: int, seed: int = 0) -> SyntheticProducts:
+        rows = np.arange(first_row, first_row + n, dtype=np.int64)
+        product_of, photo_of = cycle_parts(PHOTOS_PER_PRODUCT)
+        cycle, in_cycle = np.divmod(rows, len(product_of))
+        product = cycle * len(PHOTOS_PER_PRODUCT) + product_of[in_cycle]
+        group_of, variant_of = cycle_parts(PRODUCTS_PER_GROUP)
+        group_cycle, in_group_cycle = np.divmod(product, len(group_of))
+        group = group_cycle * len(PRODUCTS_PER_GROUP) + group_of[in_group_cycle]
+        return cls(rows, product, photo_of[in_cycle], group, variant_of[in_group_cycle], seed)
+
+    def draw(self, values: np.ndarray, salt: int, n: int) -> np.ndarray:
+        return (hashed(values, salt, self.seed) % np.uint64(n)).astype(np.int64)
+
+    def anchors(self, groups: SubCategories) -> tuple[np.ndarray, np.ndarray]:
+        """The sub-category and source row of each row's group: its products and photos look alike."""
+        sub_category = self.draw(self.group, 1, len(groups.names))
+        member = hashed(self.group, 2, self.seed) % groups.size[sub_category].astype(np.uint64)
+        return sub_category, groups.members[groups.start[sub_category] + member.astype(np.int64)]
+
+    def product_ids(self) -> list[str]:
+        return [f"SKU{product:07d}" for product in self.product.tolist()]
+
+    def row_ids(self) -> list[str]:
+        """A product's id for its first photo, then `#2`, `#3`, as a feed's further photos."""
+        return [
+            f"SKU{product:07d}" if photo == 0 else f"SKU{product:07d}#{photo + 1}"
+            for product, photo in zip(self.product.tolist(), self.photo.tolist(), strict=True)
+        ]
+
+    def columns(self, labels: list[str]) -> dict[str, pa.Array]:
+        """The product columns (`PRODUCT_FIELDS`) as Arrow arrays of the schema's types."""
+        brand = np.asarray(BRANDS, dtype=object)[self.draw(self.group, 3, len(BRANDS))]
+        colour = np.asarray(COLOURS, dtype=object)[self.draw(self.group, 4, len(COLOURS))]
+        size = np.asarray(SIZES, dtype=object)[(self.draw(self.group, 5, len(SIZES)) + self.variant) % len(SIZES)]
+        availability = np.asarray(AVAILABILITIES, dtype=object)[self.draw(self.product, 6, len(AVAILABILITIES))]
+        low, high = PRICE_RANGE
+        uniform = (hashed(self.group, 7, self.seed) >> np.uint64(11)).astype(np.float64) / 2.0**53
+        price = np.round(low * (high / low) ** uniform, 2)
+        product_ids = self.product_ids()
+        values = {
+            PRODUCT_ID: product_ids,
+            "title": [
+                f"{b} {label} {group}" for b, label, group in zip(brand, labels, self.group.tolist(), strict=True)
+            ],
+            "link": [LINK.format(product_id) for product_id in product_ids],
+            "price": price,
+            "currency": [CURRENCY] * len(self.rows),
+            "availability": availability.tolist(),
+            "brand": brand.tolist(),
+            GROUP_ID: [f"G{group:07d}" for group in self.group.tolist()],
+            "color": colour.tolist(),
+            "size": size.tolist(),
+        }
+        return {name: pa.array(values[name], type=PRODUCT_COLUMNS[name]) for name in PRODUCT_FIELDS}
 
 
 class Crowding:
@@ -206,10 +321,21 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def block_table(source: Source, groups: SubCategories, first_row: int, vectors, group, origin) -> pa.Table:
+def block_table(
+    source: Source,
+    groups: SubCategories,
+    first_row: int,
+    vectors,
+    group,
+    origin,
+    products: SyntheticProducts | None = None,
+) -> pa.Table:
     n, dim = vectors.shape
     names = [groups.names[g] for g in group]
-    ids = [f"{name}/{first_row + row:07d}.jpg" for row, name in enumerate(names)]
+    if products is None:
+        ids = [f"{name}/{first_row + row:07d}.jpg" for row, name in enumerate(names)]
+    else:
+        ids = products.row_ids()
     images = pa.StructArray.from_arrays(
         [source.images.take(pa.array(origin)), pa.nulls(n, pa.string())], names=["bytes", "path"]
     )
@@ -221,11 +347,14 @@ def block_table(source: Source, groups: SubCategories, first_row: int, vectors, 
             "image": images,
             "embedding": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim),
             "content_hash": [f"synthetic-{first_row + row}" for row in range(n)],
+            **(products.columns(names) if products is not None else {}),
         }
     )
 
 
-def build(items: int, output: Path, source_dir: Path, ann: str, seed: int = 0) -> dict[str, object]:
+def build(
+    items: int, output: Path, source_dir: Path, ann: str, seed: int = 0, with_products: bool = True
+) -> dict[str, object]:
     started = time.perf_counter()
     source = Source.load(source_dir)
     groups = SubCategories.split(source, CATEGORIES, seed)
@@ -240,17 +369,21 @@ def build(items: int, output: Path, source_dir: Path, ann: str, seed: int = 0) -
         skipped=[],
         search=timed,
     )
-    writer = IndexWriter(output, items, source.vectors.shape[1])
+    columns = {name: PRODUCT_COLUMNS[name] for name in PRODUCT_FIELDS} if with_products else None
+    writer = IndexWriter(output, items, source.vectors.shape[1], product_columns=columns)
     writer.cache = cache = TimedCache(writer.cache)
     times = {"load_source_s": time.perf_counter() - started, "generate_s": 0.0, "write_s": 0.0}
     crowding = None
     for first in range(0, items, BLOCK_ROWS):
         t0 = time.perf_counter()
-        vectors, group, origin = generate(source, groups, min(BLOCK_ROWS, items - first), rng, spread)
+        n = min(BLOCK_ROWS, items - first)
+        products = SyntheticProducts.of_rows(first, n, seed) if with_products else None
+        anchors = products.anchors(groups) if products is not None else None
+        vectors, group, origin = generate(source, groups, n, rng, spread, anchors)
         if crowding is None:
             crowding = Crowding(vectors[:CROWDING_QUERIES].copy())
         crowding.add(vectors)
-        table = block_table(source, groups, first, vectors, group, origin)
+        table = block_table(source, groups, first, vectors, group, origin, products)
         t1 = time.perf_counter()
         writer.write(table)
         times["generate_s"] += t1 - t0
@@ -262,6 +395,7 @@ def build(items: int, output: Path, source_dir: Path, ann: str, seed: int = 0) -
     return {
         "items": items,
         "categories": len(groups.names),
+        "product_columns": list(columns or {}),
         "search": search.to_dict(),
         "source": {
             "items": len(source.vectors),
@@ -286,11 +420,17 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE, help="a build folder of real embeddings")
     parser.add_argument("--ann", choices=["auto", "on", "off"], default="auto", help="as build_index.py --ann")
+    parser.add_argument(
+        "--products",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="give rows a shop's product columns (title, price, brand, variants, ...); --no-products: ids only",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     if args.items < 1:
         parser.error("--items must be >= 1")
-    figures = build(args.items, args.output, args.source, args.ann)
+    figures = build(args.items, args.output, args.source, args.ann, with_products=args.products)
     print(json.dumps(figures, indent=2))
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")

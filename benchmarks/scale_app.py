@@ -6,14 +6,19 @@
 For each N (one server at a time, on 127.0.0.1, with a temp folder of its own): scale.py writes a
 build folder of N synthetic-from-real products (unless DIR/scale-N already holds one), then a light
 HTTP client measures the page config and API description sizes, `/recommend` through HTTP (upload a
-photo, call, read the answer, fetch the gallery's thumbnails; sequential, after a warm-up), a
-one-category `/search` (checked: K products, all of that category), the server's RSS afterwards,
-and the folder's disk use per product. The build folder is deleted afterwards unless --keep.
+photo, call, read the answer, fetch the gallery's thumbnails; sequential, after a warm-up; checked:
+each result has a title, price, link and brand), a one-category `/search` (checked: K products, all
+of that category), a facet-filtered `/search` (a brand and a colour, a price range, in stock only;
+checked: every result passes each filter, as many results as the build has groups that pass, up to
+K, and one product per variant group), the server's RSS afterwards and at its peak, the load average
+at the start and end, and the folder's disk use per product. The build folder is deleted afterwards
+unless --keep.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -25,6 +30,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
@@ -32,12 +38,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a scri
 from benchmarks import scale
 from benchmarks.hostile import disk_mb, rss_mb, started_app
 from lookalike.catalog import EXAMPLES_DIR, REPO_ROOT
+from lookalike.catalog.product import AVAILABILITY, GROUP_ID, IN_STOCK, PRICE
 from lookalike.index.serving_cache import CACHE_DIR, shard_files
 
 K = 8
 WARM_UP = 5
 RECOMMENDS = 50
 SEARCHES = 20
+# The facet-filtered search: the brand and colour of the build's first product, this price range, in stock.
+PRICE_RANGE = (20.0, 200.0)
+SHOWN_FIELDS = ("title", "price", "link", "brand")  # what a shopper reads of every result
 
 
 class HttpClient:
@@ -89,9 +99,79 @@ def a_category(build: Path) -> str:
     return pq.ParquetFile(shard_files(build)[0]).read_row_group(0, columns=["label"]).column(0)[0].as_py()
 
 
+@dataclasses.dataclass(frozen=True)
+class FacetSearch:
+    """A facet-filtered search and how many variant groups of the build pass it (the most it can find)."""
+
+    brand: str
+    colour: str
+    price_min: float
+    price_max: float
+    passing_groups: int
+
+    @classmethod
+    def of(cls, build: Path) -> FacetSearch:
+        """The first product's brand and colour, PRICE_RANGE, in stock; its passing groups counted over every row."""
+        first = pq.ParquetFile(shard_files(build)[0]).read_row_group(0, columns=["brand", "color"])
+        brand, colour = first.column("brand")[0].as_py(), first.column("color")[0].as_py()
+        low, high = PRICE_RANGE
+        columns = ["brand", "color", PRICE, AVAILABILITY, GROUP_ID]
+        groups = set()
+        for shard in shard_files(build):
+            rows = pq.read_table(shard, columns=columns)
+            passing = pc.and_(
+                pc.and_(pc.equal(rows.column("brand"), brand), pc.equal(rows.column("color"), colour)),
+                pc.and_(
+                    pc.and_(pc.greater_equal(rows.column(PRICE), low), pc.less_equal(rows.column(PRICE), high)),
+                    pc.equal(rows.column(AVAILABILITY), IN_STOCK),
+                ),
+            )
+            groups.update(rows.column(GROUP_ID).filter(passing).to_pylist())
+        return cls(brand, colour, low, high, len(groups))
+
+    def filters(self) -> list:
+        """The `/search` filters after K, metric and backbone, in the API's order."""
+        facets = [f"brand={self.brand}", f"color={self.colour}"]
+        return [[], False, [], True, facets, self.price_min, self.price_max, True]
+
+    def problems(self, results: list[dict]) -> list[str]:
+        """What is wrong with one answer: a result failing a filter, too few results, a group twice."""
+        wrong = [
+            f"{r.get('id')}: {field}={r.get(field)!r}"
+            for r in results
+            for field, passes in (
+                ("brand", r.get("brand") == self.brand),
+                ("color", r.get("color") == self.colour),
+                ("price", isinstance(r.get("price"), float | int) and self.price_min <= r["price"] <= self.price_max),
+                ("availability", r.get("availability") == IN_STOCK),
+            )
+            if not passes
+        ]
+        expected = min(K, self.passing_groups)
+        if len(results) != expected:
+            wrong.append(f"{len(results)} results, {expected} expected")
+        groups = [r.get(GROUP_ID) for r in results]
+        if None in groups or len(set(groups)) != len(groups):
+            wrong.append(f"variant groups not one per result: {groups}")
+        return wrong
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's highest RSS since it started (VmHWM), its load of the catalog included."""
+    for line in Path(f"/proc/{pid}/status").read_text(encoding="utf-8").splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmHWM for {pid}")
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 def measure_app(build: Path, n_items: int, scratch: Path) -> dict[str, object]:
     photos = sorted(EXAMPLES_DIR.glob("*/*.jpg"))
     category = a_category(build)
+    facet_search = FacetSearch.of(build)
     scratch.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     with started_app(build, scratch, {}) as (url, pid, _):
@@ -106,22 +186,40 @@ def measure_app(build: Path, n_items: int, scratch: Path) -> dict[str, object]:
         }
         for photo in photos[:WARM_UP]:
             client.search("recommend", photo)
-        latencies = [client.search("recommend", photos[n % len(photos)])[0] for n in range(RECOMMENDS)]
-        one_category = [[category], False, [], True]
+        latencies, without_fields = [], 0
+        for n in range(RECOMMENDS):
+            seconds, results = client.search("recommend", photos[n % len(photos)])
+            latencies.append(seconds)
+            without_fields += sum(any(r.get(name) is None for name in SHOWN_FIELDS) for r in results)
+        one_category = [[category], False, [], True, [], None, None, False]
         searches, wrong = [], []
         for n in range(SEARCHES):
             seconds, results = client.search("search", photos[n % len(photos)], one_category)
             searches.append(seconds)
             if len(results) != K or any(r["label"] != category for r in results):
                 wrong.append([r["label"] for r in results])
+        facet_searches, facet_wrong = [], []
+        for n in range(SEARCHES):
+            seconds, results = client.search("search", photos[n % len(photos)], facet_search.filters())
+            facet_searches.append(seconds)
+            if problems := facet_search.problems(results):
+                facet_wrong.append(problems)
         figures.update(
             {
                 "recommend_p50_ms": round(1000 * statistics.median(latencies)),
                 "recommend_p95_ms": round(1000 * percentile(latencies, 0.95)),
+                "recommend_results_without_title_price_link_brand": without_fields,
                 "one_category_search_p50_ms": round(1000 * statistics.median(searches)),
                 "one_category": category,
                 "one_category_searches_wrong": len(wrong),
+                "facet_search_p50_ms": round(1000 * statistics.median(facet_searches)),
+                "facet_search_p95_ms": round(1000 * percentile(facet_searches, 0.95)),
+                "facet_search": facet_search.filters()[4:],
+                "facet_search_passing_groups": facet_search.passing_groups,
+                "facet_searches_wrong": len(facet_wrong),
+                "facet_search_problems": facet_wrong[:3],  # the first few, to see what went wrong
                 "server_rss_mb": round(rss_mb(pid)),
+                "server_peak_rss_mb": round(peak_rss_mb(pid)),
             }
         )
     total = disk_mb(build) * 2**20
@@ -140,11 +238,25 @@ def run(items: int, scratch: Path, keep: bool) -> dict[str, object]:
         subprocess.run([*command, "--json", str(build_json)], check=True, stdout=subprocess.DEVNULL)
     if build_json.is_file():  # the figures of the run that wrote the folder
         record["build"] = json.loads(build_json.read_text())
+    record["load_average_at_start"] = load_average()
     record["app"] = measure_app(build, items, Path(tempfile.mkdtemp(prefix=f"app-{items}-", dir=scratch)))
-    record["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    record["load_average"] = load_average()
+    print(
+        f"{items:,} products: load average (1, 5, 15 min) {record['load_average_at_start']} at the start "
+        f"of the app's measurement, {record['load_average']} at its end",
+        flush=True,
+    )
     if not keep:
         shutil.rmtree(build)
     return record
+
+
+def measured(cell, record: dict) -> str:
+    """A table cell, or a dash for a figure a run saved before it was measured."""
+    try:
+        return cell(record)
+    except KeyError:
+        return "–"
 
 
 def markdown_table(records: list[dict]) -> str:
@@ -162,7 +274,18 @@ def markdown_table(records: list[dict]) -> str:
             "one-category `/search`: answers not all K of the category",
             lambda r: f"{r['app']['one_category_searches_wrong']} of {SEARCHES}",
         ),
-        ("server RSS after the run", lambda r: f"{r['app']['server_rss_mb']:,} MB"),
+        (
+            "facet-filtered `/search` p50 / p95 (brand, colour, price range, in stock)",
+            lambda r: f"{r['app']['facet_search_p50_ms']} / {r['app']['facet_search_p95_ms']} ms",
+        ),
+        (
+            "facet-filtered `/search`: answers failing a check",
+            lambda r: f"{r['app']['facet_searches_wrong']} of {SEARCHES}",
+        ),
+        (
+            "server RSS after the run (peak)",
+            lambda r: f"{r['app']['server_rss_mb']:,} MB ({r['app']['server_peak_rss_mb']:,} MB)",
+        ),
         ("server start (to the first page config)", lambda r: f"{r['app']['server_start_s']} s"),
         ("`scale.py` build time", lambda r: f"{r['build']['total_s']:,.0f} s"),
         ("`scale.py` build peak RSS", lambda r: f"{r['build']['peak_rss_mb']:,} MB"),
@@ -177,7 +300,7 @@ def markdown_table(records: list[dict]) -> str:
     ]
     lines = ["| | " + " | ".join(f"{r['items']:,} products" for r in records) + " |"]
     lines.append("|---" * (len(records) + 1) + "|")
-    lines += [f"| {name} | " + " | ".join(cell(r) for r in records) + " |" for name, cell in rows]
+    lines += [f"| {name} | " + " | ".join(measured(cell, r) for r in records) + " |" for name, cell in rows]
     return "\n".join(lines)
 
 

@@ -114,7 +114,7 @@ def cases(draw, min_rows: int = 1, max_rows: int = 40) -> Case:
 def recommender_for(case: Case, approximate: bool) -> VectorRecommender:
     n = len(case.vectors)
     rows = datasets.Dataset.from_dict(
-        {"id": [f"p{r}" for r in range(n)], "label": case.labels, "image": [f"thumbnail {r}" for r in range(n)]}
+        {"id": [f"p{r}" for r in range(n)], "label": case.labels, "image": [{"bytes": b"", "path": None}] * n}
     )
     metadata = IndexMetadata(
         model_id=BACKBONE.name,

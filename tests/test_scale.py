@@ -12,12 +12,16 @@ import pytest
 from gradio_client import Client, handle_file
 
 from benchmarks import scale
+from lookalike.app.service import LookalikeService, Query, SearchRequest
+from lookalike.catalog.product import PRODUCT_COLUMNS
 from lookalike.index.serving_cache import MatrixFile, row_reader, shard_files
 from lookalike.index.store import load_index
 from tests.local_server import running_app
 
 N = 3_000
 K = 5
+PHOTO = scale.DEFAULT_SOURCE.parent.parent / "examples" / "fruit" / "apple-red.jpg"
+PRICE_RANGE = (20.0, 200.0)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +71,7 @@ def test_page_and_api_do_not_list_products_and_searches_answer(build, served):
         assert len(body.encode()) <= 1_000_000, path
         assert not any(product in body for product in ids[:200]), f"{path} lists product ids"
     client = Client(served, verbose=False)
-    photo = handle_file(str(scale.DEFAULT_SOURCE.parent.parent / "examples" / "fruit" / "apple-red.jpg"))
+    photo = handle_file(str(PHOTO))
     category = pq.read_table(shard_files(folder)[0], columns=["label"]).column("label")[0].as_py()
     gallery, results, _ = client.predict(
         photo, K, "cosine", folder.name, [category], False, [], True, api_name="/search"
@@ -104,3 +108,106 @@ def test_the_matrix_file_reads_rows_in_the_order_asked_for(tmp_path):
     rows = MatrixFile(tmp_path / "m.npy")
     for key in ([3, 4, 5, 9, 0, 1], [7], [2, 2, 3], np.arange(10)):
         np.testing.assert_array_equal(rows[np.asarray(key)], matrix[np.asarray(key)])
+
+
+def test_every_row_carries_its_product_columns_as_written(build):
+    folder, _ = build
+    table = pq.read_table(shard_files(folder))
+    for name in scale.PRODUCT_FIELDS:
+        assert table.schema.field(name).type == PRODUCT_COLUMNS[name], name
+    labels = table.column("label").to_pylist()
+    products = scale.SyntheticProducts.of_rows(0, N)
+    assert table.column("id").to_pylist() == products.row_ids()
+    written = {name: table.column(name).to_pylist() for name in scale.PRODUCT_FIELDS}
+    assert written == {name: column.to_pylist() for name, column in products.columns(labels).items()}
+    # A function of the row number: any block of rows gets the same values on its own.
+    block = scale.SyntheticProducts.of_rows(1_000, 500).columns(labels[1_000:1_500])
+    assert {name: column.to_pylist() for name, column in block.items()} == {
+        name: values[1_000:1_500] for name, values in written.items()
+    }
+
+
+def test_products_have_photos_variants_and_a_shops_attributes(build):
+    folder, _ = build
+    rows = pq.read_table(shard_files(folder)).drop_columns(["image", "embedding"]).to_pylist()
+    by_product, by_group = {}, {}
+    for row in rows:
+        by_product.setdefault(row["product_id"], []).append(row)
+        by_group.setdefault(row["item_group_id"], {})[row["product_id"]] = row
+    photos = [len(photos) for photos in by_product.values()]
+    assert set(photos) == {1, 3} and 0.05 < photos.count(3) / len(photos) < 0.15
+    for photos in by_product.values():  # one product: one look, one split, one link
+        assert len({(r["label"], r["split"], r["link"]) for r in photos}) == 1
+        assert photos[0]["link"] == f"https://shop.example/p/{photos[0]['product_id']}"
+    sizes = [len(group) for group in by_group.values()]
+    assert set(sizes) == {1, 2, 3, 4, 5} and len(by_group) < len(by_product)
+    for group in by_group.values():  # variants differ in size alone
+        shared = {(r["title"], r["brand"], r["color"], r["price"], r["label"]) for r in group.values()}
+        assert len(shared) == 1 and len({r["size"] for r in group.values()}) == len(group)
+    prices = [r["price"] for r in rows]
+    assert min(prices) >= 5 and max(prices) <= 500 and 20 < np.median(prices) < 120
+    assert 0.75 < sum(r["availability"] == "in_stock" for r in rows) / len(rows) < 0.85
+    assert len({r["brand"] for r in rows}) == len(scale.BRANDS) == 50
+    assert len({r["color"] for r in rows}) == len(scale.COLOURS) == 12
+    assert {r["currency"] for r in rows} == {"EUR"}
+
+
+@pytest.fixture(scope="module")
+def service(build):
+    folder, _ = build
+    return LookalikeService.from_embeddings_dir(folder)
+
+
+# Brands and colours to OR (from the catalog's sorted values), a price range. A narrow filter: the ANN
+# index scans the few allowed rows alone; a wide one (80 % of rows): FAISS filters while it searches.
+FACET_SEARCHES = {
+    "brands, colours, price and stock": (4, 3, PRICE_RANGE),
+    "stock alone": (0, 0, (None, None)),
+}
+
+
+@pytest.mark.parametrize("n_brands, n_colours, price_range", FACET_SEARCHES.values(), ids=FACET_SEARCHES.keys())
+def test_a_facet_filtered_search_holds_its_filters_with_one_product_per_group(
+    build, service, n_brands, n_colours, price_range
+):
+    folder, _ = build
+    columns = ["id", "product_id", "item_group_id", "brand", "color", "price", "availability"]
+    rows = pq.read_table(shard_files(folder), columns=columns).to_pylist()
+    wanted = {
+        "brand": sorted({r["brand"] for r in rows})[:n_brands],
+        "color": sorted({r["color"] for r in rows})[:n_colours],
+    }
+    low, high = price_range
+
+    def passes(row: dict) -> bool:
+        attributes = all(row[attribute] in values for attribute, values in wanted.items() if values)
+        price = (low is None or row["price"] >= low) and (high is None or row["price"] <= high)
+        return attributes and price and row["availability"] == "in_stock"
+
+    products_of_group = {}
+    for row in rows:
+        products_of_group.setdefault(row["item_group_id"], set()).add(row["product_id"])
+    facets = [f"{attribute}={value}" for attribute, values in wanted.items() for value in values]
+    request = SearchRequest.from_values(k=K, facets=facets, price_min=low, price_max=high, in_stock_only=True)
+    own = rows[0]
+    for query, own_group in ((Query(images=(str(PHOTO),)), None), (Query(item_ids=(own["id"],)), own["item_group_id"])):
+        assert len({r["item_group_id"] for r in rows if passes(r)} - {own_group}) >= K  # enough to fill a page
+        results = service.search(query, request).results
+        assert len(results) == K
+        for result in results:
+            assert passes(result), result
+            assert set(result.get("variants", [])) == products_of_group[result["item_group_id"]] - {result["id"]}
+        groups = {r["item_group_id"] for r in results}
+        assert len(groups) == K and own_group not in groups  # one product per group, never the query's
+
+
+def test_the_api_takes_facets_price_and_stock_after_the_other_filters(build, served):
+    folder, _ = build
+    brand = pq.read_table(shard_files(folder)[0], columns=["brand"]).column("brand")[0].as_py()
+    client = Client(served, verbose=False)
+    low, high = PRICE_RANGE
+    filters = [[], False, [], True, [f"brand={brand}"], low, high, True]
+    _, results, _ = client.predict(handle_file(str(PHOTO)), K, "cosine", folder.name, *filters, api_name="/search")
+    assert len(results) == K and {r["brand"] for r in results} == {brand}
+    assert all(low <= r["price"] <= high and r["availability"] == "in_stock" for r in results)
+    assert all(r["title"] and r["link"].startswith("https://shop.example/p/") for r in results)

@@ -14,8 +14,9 @@ from lookalike.backbones.inference import Inference, InferenceConfig, load_infer
 from lookalike.backbones.registry import Backbone, load_backbone
 from lookalike.images import ImageSource, open_image
 from lookalike.index.exact import Metric, RowFilter
+from lookalike.index.neighbours import data_digest
 from lookalike.index.products import ProductTable, variant_note
-from lookalike.index.serving_cache import row_reader
+from lookalike.index.serving_cache import row_reader, shard_files
 from lookalike.index.store import EmbeddingIndex, load_index
 from lookalike.recommend.duplicates import DUPLICATE_SIMILARITY, collapse_near_duplicates
 from lookalike.recommend.feedback import MAX_SET_SIZE, combine_set, rocchio
@@ -42,7 +43,7 @@ class Recommendation:
     label: str
     score: float
     similarity: float
-    image: Image.Image
+    image: Image.Image | bytes  # the stored thumbnail, as its JPEG bytes (written to a file as they are) or decoded
     near_duplicates: tuple[str, ...] = ()  # ids of near-identical products folded into this one
     product_id: str | None = None  # the product the matched photo `id` shows (None: the photo is the product)
     product: dict[str, object] = field(default_factory=dict)  # title, price, link, brand, ... as the feed has them
@@ -113,8 +114,15 @@ class Recommender:
         self.categories = CategoryColumn.of(index.labels)
         self.labels = self.categories.labels()
         self._row_of_id = {item_id: row for row, item_id in enumerate(self.ids)}
+        # Which build this is, for names that must change when it does (thumbnail URLs that caches keep).
+        self.build_stamp = f"{index.path}\0{data_digest(shard_files(index.path))}"
         # Groups, facets, prices and stock as arrays: a product filter is a few vector operations.
-        self.products = ProductTable.of(index.dataset.data.table)
+        table = index.dataset.data.table
+        self.products = ProductTable.of(table)
+        # A result's fields are read as a one-row slice of the memory-mapped rows, its thumbnail as the
+        # stored JPEG bytes: no photo decoded (a variant's record is read for its size or colour only).
+        self._fields = table.drop_columns(["image"])
+        self._thumbnails = table.column("image")
         # A request's few rows (candidates, duplicates) read from the file, not the memory map (row_reader).
         self._rows = row_reader(index.embeddings)
 
@@ -280,11 +288,14 @@ class Recommender:
         return [(row, []) for row in ranked]
 
     def _answer(self, kept: list[tuple[int, list[int]]], score_of_row: dict, query: np.ndarray) -> list[Recommendation]:
-        records = self.index.dataset.select([row for row, _ in kept])
         return [
-            self._recommendation(record, row, float(score_of_row[row]), float(self._rows[row] @ query), folded)
-            for record, (row, folded) in zip(records, kept, strict=True)
+            self._recommendation(row, float(score_of_row[row]), float(self._rows[row] @ query), folded)
+            for row, folded in kept
         ]
+
+    def record(self, row: int) -> dict:
+        """A row's columns (id, label, product fields), without its thumbnail."""
+        return self._fields.slice(row, 1).to_pylist()[0]
 
     def _best_of_each_group(self, ranked: list[int]) -> list[int]:
         """The ranking with one row per product group, its best: a product scores by its best-matching
@@ -298,25 +309,26 @@ class Recommender:
                 best.append(row)
         return best
 
-    def _recommendation(self, record: dict, row: int, score: float, similarity: float, folded: list[int]):
+    def _recommendation(self, row: int, score: float, similarity: float, folded: list[int]) -> Recommendation:
+        record = self.record(row)
         product = {
             name: value
             for name, value in record.items()
             if name not in ROW_FIELDS and value is not None and value == value  # NaN: no value
         }
-        siblings = self.products.sibling_rows(row)
-        sibling_records = self.index.dataset.select(siblings) if siblings else []
+        siblings = [self.record(sibling) for sibling in self.products.sibling_rows(row)]
+        thumbnail = self._thumbnails[row].as_py() or {}
         return Recommendation(
             id=record["id"],
             label=record["label"],
             score=score,
             similarity=similarity,
-            image=record["image"],
+            image=thumbnail.get("bytes") or b"",
             near_duplicates=tuple(self.ids[other] for other in folded),
             product_id=record.get("product_id"),
             product=product,
-            variants=tuple(r.get("product_id") or r["id"] for r in sibling_records),
-            variant_note=variant_note(list(sibling_records)),
+            variants=tuple(r.get("product_id") or r["id"] for r in siblings),
+            variant_note=variant_note(siblings),
         )
 
 
