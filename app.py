@@ -8,13 +8,17 @@ from pathlib import Path
 # No fast-malloc restart here (lookalike/runtime.py): it keeps every freed page for good, and a
 # server runs for days. Measured with benchmarks/hostile.py (docs/robustness.md): without it the
 # server ended a hostile run 100 MB lower and was no slower (queries run on ONNX Runtime).
+from starlette.routing import Mount
+
+from lookalike.app.json_api import API_PREFIX, ApiConfig, json_api
 from lookalike.app.layout import PAGE_CSS, AppConfig, build_demo
 from lookalike.app.service import LookalikeService
 from lookalike.app.traffic import request_limits, share_fairly
 
 # LOOKALIKE_EMBEDDINGS points the app at other builds: a folder of builds, one build folder or a Hub
 # dataset id (USER/name), several comma-separated (lookalike/index/sources.py);
-# LOOKALIKE_MODEL_CONCURRENCY suits the model queue to a machine with more cores.
+# LOOKALIKE_MODEL_CONCURRENCY suits the model queue to a machine with more cores; LOOKALIKE_CORS_ORIGINS
+# (comma-separated, e.g. https://shop.example) lets those sites' pages call the JSON API.
 here = Path(__file__).parent
 embeddings = os.environ.get("LOOKALIKE_EMBEDDINGS", str(here / "embeddings"))
 config = AppConfig(
@@ -24,6 +28,14 @@ config = AppConfig(
 # Fine-tuned backbones are model folders named relative to the repository (models/...).
 service = LookalikeService.from_embeddings_dir(embeddings, max_k=config.max_k, models_root=here)
 demo = share_fairly(build_demo(service, config))  # queue limits, "busy" message, temp files deleted
+# The JSON API beside the page, over the same service, with the same number of model slots.
+api = json_api(
+    service,
+    ApiConfig(
+        concurrency=config.model_concurrency,
+        cors_origins=tuple(o.strip() for o in os.environ.get("LOOKALIKE_CORS_ORIGINS", "").split(",") if o.strip()),
+    ),
+)
 
 if __name__ == "__main__":
     demo.launch(
@@ -31,5 +43,6 @@ if __name__ == "__main__":
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
         max_file_size=config.max_file_size,
         css=PAGE_CSS,
-        app_kwargs={"middleware": request_limits()},  # JSON bodies over the cap refused unread
+        # JSON bodies over the cap refused unread; the JSON API's routes first, before the page's.
+        app_kwargs={"middleware": request_limits(), "routes": [Mount(API_PREFIX, app=api)]},
     )

@@ -222,6 +222,7 @@ class Answer:
     results: list[dict[str, object]]
     summary: str
     query: Query
+    precomputed: bool = False  # from the build's precomputed neighbours, without a search
 
 
 @dataclass
@@ -291,7 +292,7 @@ class LookalikeService:
         elapsed_ms = (time.perf_counter() - started) * 1000
         metric = Metric(request.metric)
         gallery = [
-            (self.thumbnails.path_for(str(recommender.index.path), r.id, r.image), caption)
+            (self.thumbnails.path_for(recommender.build_stamp, r.id, r.image), caption)
             for r, caption in zip(found.items, gallery_captions(found.items, metric), strict=True)
         ]
         if found.items:
@@ -304,7 +305,7 @@ class LookalikeService:
                 "**No product passes these filters.** Choose more categories or attributes, widen the price "
                 "range, or clear the not-wanted list."
             )
-        return Answer(gallery, [r.as_dict() for r in found.items], summary, query)
+        return Answer(gallery, [r.as_dict() for r in found.items], summary, query, found.precomputed)
 
     def compare(self, image_a: ImageSource | None, image_b: ImageSource | None, backbone: str | None) -> str:
         """A sentence giving the cosine similarity of two pictures."""

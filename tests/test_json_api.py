@@ -1,0 +1,160 @@
+"""The JSON API beside the page: one request per answer, the page's search underneath, immutable
+thumbnails, readable 4xx, a bounded queue that answers 429 with Retry-After, CORS only where allowed."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from lookalike.app.json_api import ApiConfig, json_api
+from lookalike.app.service import LookalikeService, Query, SearchRequest
+from tests.local_server import running_app
+
+
+@pytest.fixture(scope="module")
+def service(small_index_dir):
+    return LookalikeService.from_embeddings_dir(small_index_dir.parent)
+
+
+@pytest.fixture(scope="module")
+def client(service):
+    return TestClient(json_api(service))
+
+
+def photo_post(client, path, **params):
+    return client.post("/similar", params=params, files={"image": (path.name, path.read_bytes(), "image/jpeg")})
+
+
+def test_a_photo_answers_like_the_page(client, service, example_photo):
+    response = photo_post(client, example_photo, k=5)
+    assert response.status_code == 200
+    answer = response.json()
+    page = service.search(Query(images=(str(example_photo),)), SearchRequest(k=5))
+    assert [p["id"] for p in answer["products"]] == [r["id"] for r in page.results]
+    assert [p["score"] for p in answer["products"]] == pytest.approx([r["score"] for r in page.results], abs=1e-5)
+    assert answer["backbone"] == "efficientnet-lite0" and answer["took_ms"] > 0 and not answer["precomputed"]
+    assert all(p["image_url"].startswith("http://testserver/api/v1/images/") for p in answer["products"])
+
+
+def test_a_catalog_product_answers_from_the_precomputed_neighbours(client, service):
+    item = service.recommender_for(None).ids[3]
+    answer = client.get("/similar", params={"id": item, "k": 6}).json()
+    assert answer["precomputed"] and len(answer["products"]) == 6
+    assert item not in [p["id"] for p in answer["products"]]
+    page = service.search(Query(item_ids=(item,)), SearchRequest(k=6))
+    assert [p["id"] for p in answer["products"]] == [r["id"] for r in page.results]
+    filtered = client.get("/similar", params={"id": item, "k": 6, "categories": ["money", "fruit"]}).json()
+    assert not filtered["precomputed"] and {p["label"] for p in filtered["products"]} <= {"money", "fruit"}
+
+
+def test_thumbnails_are_immutable_files_caches_keep(client, example_photo):
+    url = photo_post(client, example_photo, k=2).json()["products"][0]["image_url"]
+    image = client.get(url.removeprefix("http://testserver/api/v1"))
+    assert image.status_code == 200 and image.headers["content-type"] == "image/jpeg"
+    assert image.headers["cache-control"] == "public, max-age=31536000, immutable" and image.headers["etag"]
+    again = client.get(url.removeprefix("http://testserver/api/v1"), headers={"If-None-Match": image.headers["etag"]})
+    assert again.status_code == 304
+    assert client.get("/images/../../etc/passwd").status_code == 404
+    assert client.get("/images/" + "0" * 32 + ".jpg").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("call", "status", "message"),
+    [
+        (lambda c, p, i: c.post("/similar"), 400, "multipart form field 'image'"),
+        (lambda c, p, i: c.post("/similar", files={"image": ("x.jpg", b"<html>", "image/jpeg")}), 422, "image"),
+        (lambda c, p, i: c.post("/similar", files={"photo": ("x.jpg", p.read_bytes(), "image/jpeg")}), 400, "'image'"),
+        (lambda c, p, i: c.get("/similar", params={"id": "nope"}), 404, "No product with id 'nope'"),
+        (lambda c, p, i: c.get("/similar", params={"id": i, "k": 0}), 400, "K must be between 1 and 24"),
+        (lambda c, p, i: c.get("/similar", params={"id": i, "k": "many"}), 422, "k"),
+        (lambda c, p, i: c.get("/similar", params={"id": i, "backbone": "vgg"}), 400, "Unknown backbone 'vgg'"),
+        (lambda c, p, i: c.get("/similar", params={"id": i, "categories": ["shoes"]}), 400, "Unknown categories"),
+        (lambda c, p, i: c.get("/similar", params={"id": i, "facets": ["brand"]}), 400, "attribute=value"),
+        (lambda c, p, i: c.get("/similar", params={"id": i, "price_min": 9, "price_max": 2}), 400, "above price_max"),
+        (lambda c, p, i: c.get("/similar", params={"id": i, "in_stock_only": True}), 400, "does not say"),
+        (lambda c, p, i: c.get("/similar"), 422, "id"),
+    ],
+)
+def test_bad_requests_get_a_4xx_with_the_pages_message(client, service, example_photo, call, status, message):
+    response = call(client, example_photo, service.recommender_for(None).ids[0])
+    assert response.status_code == status, response.text
+    assert message in str(response.json()["detail"])
+
+
+def test_a_photo_over_the_upload_cap_is_refused_unread(client):
+    response = client.post("/similar", files={"image": ("big.jpg", b"\xff" * (11 * 1024 * 1024), "image/jpeg")})
+    assert response.status_code == 413 and "10 MB limit" in response.json()["detail"]
+
+
+def test_the_openapi_description_and_docs_page(client):
+    spec = client.get("/openapi.json").json()
+    assert set(spec["paths"]["/similar"]) == {"get", "post"}
+    names = {p["name"] for p in spec["paths"]["/similar"]["get"]["parameters"]}
+    assert {"id", "k", "backbone", "categories", "facets", "price_min", "price_max", "in_stock_only"} <= names
+    assert "openapi.json" in client.get("/docs").text
+
+
+def test_past_the_queue_requests_hear_429_with_retry_after(service):
+    """One search at a time, one waiting: of six at once, one runs, one waits, four are told to come back."""
+    release = threading.Event()
+    slow = LookalikeService(service.recommenders, max_k=service.max_k, thumbnails=service.thumbnails)
+
+    def search(query, request):
+        release.wait(10)
+        return service.search(query, request)
+
+    slow.search = search
+    api = json_api(slow, ApiConfig(concurrency=1, max_waiting=1, retry_after_seconds=3))
+    item = service.recommender_for(None).ids[0]
+
+    async def burst():
+        transport = httpx.ASGITransport(app=api)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+            calls = [asyncio.create_task(http.get("/similar", params={"id": item})) for _ in range(6)]
+            await asyncio.sleep(0.5)
+            release.set()
+            return await asyncio.gather(*calls)
+
+    responses = asyncio.run(burst())
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [200, 200, 429, 429, 429, 429]
+    refused = [r for r in responses if r.status_code == 429]
+    assert all(r.headers["retry-after"] == "3" and "busy" in r.json()["detail"] for r in refused)
+
+
+def test_cors_only_for_the_shops_own_origins(service):
+    closed = TestClient(json_api(service))
+    preflight = {"Origin": "https://shop.example", "Access-Control-Request-Method": "GET"}
+    assert "access-control-allow-origin" not in closed.options("/similar", headers=preflight).headers
+    opened = TestClient(json_api(service, ApiConfig(cors_origins=("https://shop.example",))))
+    assert (
+        opened.options("/similar", headers=preflight).headers["access-control-allow-origin"] == "https://shop.example"
+    )
+    other = {"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"}
+    assert "access-control-allow-origin" not in opened.options("/similar", headers=other).headers
+
+
+@pytest.mark.slow
+def test_the_api_is_served_beside_the_page(small_index_dir, tmp_path, example_photo):
+    """`python app.py`: the JSON routes answer on the page's port, and the page is still there."""
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "efficientnet-lite0").symlink_to(small_index_dir)
+    cors = {"LOOKALIKE_CORS_ORIGINS": "https://shop.example"}
+    with running_app(served, tmp_path / "app.log", cors) as url, httpx.Client(base_url=url, timeout=60) as http:
+        files = {"image": (example_photo.name, example_photo.read_bytes(), "image/jpeg")}
+        started = time.perf_counter()
+        answer = http.post("api/v1/similar", params={"k": 4}, files=files).json()
+        assert len(answer["products"]) == 4 and time.perf_counter() - started < 30
+        item = answer["products"][0]["id"]
+        by_id = http.get("api/v1/similar", params={"id": item, "k": 4}, headers={"Origin": "https://shop.example"})
+        assert by_id.json()["precomputed"] and by_id.headers["access-control-allow-origin"] == "https://shop.example"
+        assert http.get(answer["products"][0]["image_url"]).headers["content-type"] == "image/jpeg"
+        assert http.get("api/v1/openapi.json").status_code == 200
+        assert "lookalike-similar" in http.get("api/v1/widget.js").text
+        assert "Lookalike" in http.get("").text  # the page
