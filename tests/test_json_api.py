@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 
 import httpx
 import pytest
@@ -148,9 +147,8 @@ def test_the_api_is_served_beside_the_page(small_index_dir, tmp_path, example_ph
     cors = {"LOOKALIKE_CORS_ORIGINS": "https://shop.example"}
     with running_app(served, tmp_path / "app.log", cors) as url, httpx.Client(base_url=url, timeout=60) as http:
         files = {"image": (example_photo.name, example_photo.read_bytes(), "image/jpeg")}
-        started = time.perf_counter()
         answer = http.post("api/v1/similar", params={"k": 4}, files=files).json()
-        assert len(answer["products"]) == 4 and time.perf_counter() - started < 30
+        assert len(answer["products"]) == 4
         item = answer["products"][0]["id"]
         by_id = http.get("api/v1/similar", params={"id": item, "k": 4}, headers={"Origin": "https://shop.example"})
         assert by_id.json()["precomputed"] and by_id.headers["access-control-allow-origin"] == "https://shop.example"
