@@ -24,6 +24,7 @@ from lookalike.catalog import CatalogItem, CatalogSource, RejectedRow, load_cata
 from lookalike.catalog.download import DownloadConfig
 from lookalike.catalog.remote import DownloadCounts, Fetcher, fetch_here, fetch_remote_images
 from lookalike.index.ann import ANN_FILE
+from lookalike.index.card import public_source
 from lookalike.index.neighbours import PRECOMPUTED
 from lookalike.index.search import ANN_MIN_ITEMS, EXACT_SEARCH, AnnMode, AnnReuse, SearchMethod
 from lookalike.index.store import IndexMetadata
@@ -175,7 +176,7 @@ def build_index(config: BuildConfig, show_progress: bool = True) -> BuildReport:
         embedding_dim=backbone.embedding_dim,
         preprocessing=backbone.preprocessing,
         weights_fingerprint=backbone.fingerprint,
-        source=catalog.source,
+        source=public_source(catalog.source),  # pushed with the folder: a folder's name, never its path
         split_seed=config.split_seed,
         test_fraction=config.test_fraction,
         n_items=len(catalog.items),
