@@ -61,7 +61,8 @@ def test_output_is_a_hub_dataset_repository_that_load_dataset_reads(small_index_
     assert "efficientnet-lite0" in card and "load_dataset" in card and str(small_index_dir.parent) not in card
     published = sorted(p.relative_to(small_index_dir).as_posix() for p in small_index_dir.rglob("*") if p.is_file())
     published = [p for p in published if not p.startswith(".cache/huggingface/")]
-    assert published[0] == "README.md" and published[2] == "lookalike.json" and len(published) == 3
+    assert published[0] == "README.md" and published[2] == "lookalike.json" and len(published) == 4
+    assert published[3] == "neighbours.parquet"  # each row's nearest rows, pushed with the data
     assert re.fullmatch(r"data/train-[0-9a-f]{12}-00000-of-00001\.parquet", published[1])
 
 

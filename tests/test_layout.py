@@ -18,6 +18,7 @@ from lookalike.app.service import LookalikeService
 from lookalike.catalog import REPO_ROOT
 from lookalike.index.legacy import convert_legacy
 from lookalike.index.legacy import main as convert_main
+from lookalike.index.neighbours import NEIGHBOURS_FILE
 from lookalike.index.serving_cache import CACHE_DIR
 from lookalike.index.sources import download_dataset, resolve_embeddings
 from lookalike.index.store import METADATA_FILE, LegacyLayoutError, load_index, save_index
@@ -34,8 +35,9 @@ def uploaded_files(folder: Path) -> list[str]:
 def test_the_upload_is_the_card_the_parquet_and_the_metadata_never_the_serving_cache(small_index_dir):
     load_index(small_index_dir)  # makes sure the cache exists
     assert (small_index_dir / CACHE_DIR / "embeddings.npy").is_file()
-    readme, shard, metadata = uploaded_files(small_index_dir)
-    assert (readme, metadata) == ("README.md", METADATA_FILE) and shard.startswith("data/train-")
+    readme, shard, metadata, neighbours = uploaded_files(small_index_dir)
+    assert (readme, metadata, neighbours) == ("README.md", METADATA_FILE, NEIGHBOURS_FILE)
+    assert shard.startswith("data/train-")
     card = DatasetCard.load(small_index_dir / "README.md")
     (config,) = card.data.configs
     assert config["config_name"] == "default" and config["data_files"][0]["split"] == "train"
@@ -48,7 +50,7 @@ def test_the_upload_is_the_card_the_parquet_and_the_metadata_never_the_serving_c
 )
 def test_committed_builds_are_in_the_hub_layout_and_load_dataset_reads_them(name):
     folder = BUNDLED / name
-    assert not (folder / "state.json").exists() and uploaded_files(folder)[-1] == METADATA_FILE
+    assert not (folder / "state.json").exists() and METADATA_FILE in uploaded_files(folder)
     rows = datasets.load_dataset(str(folder), split="train")
     index = load_index(folder)
     assert len(rows) == len(index) == 273 and list(rows["id"]) == list(index.ids)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from lookalike.index.neighbours import PRECOMPUTED
 from lookalike.index.store import BLOCK_ROWS, METADATA_FILE, IndexMetadata, LegacyLayoutError, is_legacy_layout
 from lookalike.index.writer import IndexWriter
 
@@ -32,7 +33,7 @@ def convert_legacy(path: str | Path, output: str | Path | None = None, licence: 
     writer = IndexWriter(Path(output or path), table.num_rows, metadata.embedding_dim)
     for batch in table.to_batches(max_chunksize=BLOCK_ROWS):
         writer.write(pa.Table.from_batches([batch]))
-    return writer.finish(metadata, licence)
+    return writer.finish(metadata, licence, neighbours=PRECOMPUTED)  # what a build of today writes
 
 
 def main(argv: list[str] | None = None) -> int:
