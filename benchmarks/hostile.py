@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a scri
 import httpx
 
 from benchmarks.hostile_inputs import Upload, big_picture, data_url_over_cap, fuzzed_uploads, pixel_bomb, seed_files
+from lookalike.app.service import SearchRequest
 from lookalike.catalog import REPO_ROOT
 from tests.local_server import running_app_process
 
@@ -45,16 +46,7 @@ ENDPOINTS = ("recommend", "search", "recommend_set", "recommend_region", "compar
 # Every way a client can run an endpoint: the API's queue (/gradio_api/call), the page's queue
 # (/gradio_api/queue/join), and the direct route (/gradio_api/run), which must not skip the limits.
 ROUTES = ("call", "queue", "run")
-FILTERS = [
-    [],
-    False,
-    [],
-    True,
-    [],
-    None,
-    None,
-    False,
-]  # categories, not my category, not wanted, collapse, facets, prices, stock
+FILTERS = SearchRequest.filter_defaults()  # every filter at its default, as the page sends them
 
 
 @dataclass

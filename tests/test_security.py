@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 import build_index
+from lookalike.app.service import SearchRequest
 from lookalike.catalog import REPO_ROOT
 from lookalike.index.store import push_index_to_hub
 from tests.upload_cases import decompression_bomb_png, over_pixel_limit_png, oversized_png
@@ -95,16 +96,7 @@ def test_hub_token_comes_only_from_the_environment():
 
 
 SEARCH_OPTIONS = [3, "cosine", None]  # K, metric, backbone (the first)
-FILTERS = [
-    [],
-    False,
-    [],
-    True,
-    [],
-    None,
-    None,
-    False,
-]  # categories, not my category, not wanted, collapse, facets, prices, stock
+FILTERS = SearchRequest.filter_defaults()  # every filter at its default, as the page sends them
 
 
 def call(app_url: str, endpoint: str, data: list) -> httpx.Response | str:

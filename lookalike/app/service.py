@@ -124,6 +124,12 @@ class SearchRequest:
         """The filters, taken last by every search endpoint."""
         return tuple(f.name for f in dataclasses.fields(cls) if "link" in f.metadata)
 
+    @classmethod
+    def filter_defaults(cls) -> list[object]:
+        """The filters' default values as an API call sends them (lists for tuples), in their order."""
+        defaults = cls()
+        return [list(v) if isinstance(v, tuple) else v for v in (getattr(defaults, n) for n in cls.filter_names())]
+
     def link_params(self) -> list[tuple[str, object]]:
         """The query-string parameters that reproduce this request (see `from_link`)."""
         params: list[tuple[str, object]] = [("k", self.k)]
