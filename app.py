@@ -8,7 +8,8 @@ from pathlib import Path
 # No fast-malloc restart here (lookalike/runtime.py): it keeps every freed page for good, and a
 # server runs for days. Measured with benchmarks/hostile.py (docs/robustness.md): without it the
 # server ended a hostile run 100 MB lower and was no slower (queries run on ONNX Runtime).
-from starlette.routing import Mount
+import gradio as gr
+from fastapi import FastAPI
 
 from lookalike.app.json_api import API_PREFIX, ApiConfig, json_api
 from lookalike.app.layout import PAGE_CSS, AppConfig, build_demo
@@ -27,6 +28,9 @@ config = AppConfig(
 )
 # Fine-tuned backbones are model folders named relative to the repository (models/...).
 service = LookalikeService.from_embeddings_dir(embeddings, max_k=config.max_k, models_root=here)
+# Thumbnails are written once, atomically, and never change (gallery_files.py): served from their folder
+# as they are, not checked and copied into Gradio's cache for every answer (35 ms of 8 at a million products).
+gr.set_static_paths([service.thumbnails.folder])
 demo = share_fairly(build_demo(service, config))  # queue limits, "busy" message, temp files deleted
 # The JSON API beside the page, over the same service, with the same number of model slots.
 api = json_api(
@@ -37,12 +41,26 @@ api = json_api(
     ),
 )
 
+# The page's server with the JSON API beside it, not under it: Gradio's own CORS layer lets every
+# origin call a deployed app's routes (so that the page can be embedded anywhere), and the API must
+# answer only the shops of LOOKALIKE_CORS_ORIGINS. Routes of the outer app come before the page's.
+server = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+server.mount(API_PREFIX, api)
+server = gr.mount_gradio_app(
+    server,
+    demo,
+    path="",
+    max_file_size=config.max_file_size,
+    css=PAGE_CSS,
+    app_kwargs={"middleware": request_limits()},  # JSON bodies over the cap refused unread
+)
+
 if __name__ == "__main__":
-    demo.launch(
-        server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
-        server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
-        max_file_size=config.max_file_size,
-        css=PAGE_CSS,
-        # JSON bodies over the cap refused unread; the JSON API's routes first, before the page's.
-        app_kwargs={"middleware": request_limits(), "routes": [Mount(API_PREFIX, app=api)]},
+    import uvicorn
+
+    uvicorn.run(
+        server,
+        host=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
+        port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+        log_level="warning",
     )

@@ -153,6 +153,11 @@ def test_the_api_is_served_beside_the_page(small_index_dir, tmp_path, example_ph
         by_id = http.get("api/v1/similar", params={"id": item, "k": 4}, headers={"Origin": "https://shop.example"})
         assert by_id.json()["precomputed"] and by_id.headers["access-control-allow-origin"] == "https://shop.example"
         assert http.get(answer["products"][0]["image_url"]).headers["content-type"] == "image/jpeg"
+        # As deployed (not a loopback host), another site is refused: Gradio's own CORS layer, which lets
+        # any origin call the page's routes, does not reach the API beside it.
+        deployed = {"Host": "lookalike.example", "Origin": "https://evil.example"}
+        refused = http.get("api/v1/similar", params={"id": item, "k": 4}, headers=deployed)
+        assert refused.status_code == 200 and "access-control-allow-origin" not in refused.headers
         assert http.get("api/v1/openapi.json").status_code == 200
         assert "lookalike-similar" in http.get("api/v1/widget.js").text
         assert "Lookalike" in http.get("").text  # the page
