@@ -3,13 +3,25 @@ const API = new URL(".", import.meta.url).href.replace(/\/$/, "");
 
 class LookalikeSimilar extends HTMLElement {
   static get observedAttributes() { return ["product", "k"]; }
-  connectedCallback() { this.load(); }
-  attributeChangedCallback() { if (this.isConnected) this.load(); }
+  connectedCallback() { this.schedule(); }
+  attributeChangedCallback() { if (this.isConnected) this.schedule(); }
+
+  // An element already on the page when the script runs is upgraded with one attributeChangedCallback
+  // per attribute and then connectedCallback: one load for them all, not one request each.
+  schedule() {
+    if (this.pending) return;
+    this.pending = true;
+    queueMicrotask(() => { this.pending = false; if (this.isConnected) this.load(); });
+  }
 
   async load() {
     const product = this.getAttribute("product");
     if (!product) return;
     const k = this.getAttribute("k") || "6";
+    const key = `${product}\n${k}`;
+    if (key === this.shown) return;  // showing (or loading) this very answer already
+    this.shown = key;
+    const ticket = (this.ticket = (this.ticket || 0) + 1);
     const root = this.shadowRoot || this.attachShadow({ mode: "open" });
     root.innerHTML = `<style>
       :host { display: block; font: 14px/1.35 system-ui, sans-serif; }
@@ -24,10 +36,13 @@ class LookalikeSimilar extends HTMLElement {
       const url = `${API}/similar?id=${encodeURIComponent(product)}&k=${encodeURIComponent(k)}`;
       const response = await fetch(url);
       const answer = await response.json();
-      if (!response.ok) throw new Error(answer.detail || response.statusText);
+      if (ticket !== this.ticket) return;  // the product changed meanwhile: a newer load shows its own
+      if (!response.ok) throw new Error(typeof answer.detail === "string" ? answer.detail : `HTTP ${response.status}`);
       row.replaceChildren(...answer.products.map((p) => this.card(p)));
       this.dispatchEvent(new CustomEvent("lookalike-loaded", { detail: answer }));
     } catch (error) {
+      if (ticket !== this.ticket) return;
+      this.shown = null;  // a failed load is tried again when the element is attached or changed again
       row.replaceChildren(Object.assign(document.createElement("span"), { className: "note", textContent: String(error.message || error) }));
     }
   }
