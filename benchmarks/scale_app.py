@@ -6,7 +6,8 @@
 For each N (one server at a time, on 127.0.0.1, with a temp folder of its own): scale.py writes a
 build folder of N synthetic-from-real products (unless DIR/scale-N already holds one), then a light
 HTTP client measures the page config and API description sizes, `/recommend` through HTTP (upload a
-photo, call, read the answer, fetch the gallery's thumbnails; sequential, after a warm-up; checked:
+photo, call, read the answer, fetch the gallery's thumbnails concurrently over up to 6 connections,
+as a browser does (Chromium opens 6 per host); requests one after another, after a warm-up; checked:
 each result has a title, price, link and brand), a one-category `/search` (checked: K products, all
 of that category), a facet-filtered `/search` (a brand and a colour, a price range, in stock only;
 checked: every result passes each filter, as many results as the build has groups that pass, up to
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -48,15 +50,20 @@ SEARCHES = 20
 # The facet-filtered search: the brand and colour of the build's first product, this price range, in stock.
 PRICE_RANGE = (20.0, 200.0)
 SHOWN_FIELDS = ("title", "price", "link", "brand")  # what a shopper reads of every result
+CONNECTIONS = 6  # a browser's connections per host (Chromium), over which it fetches a gallery's images
+THUMBNAILS_FETCHED = f"concurrently, {CONNECTIONS} connections, as a browser"
 
 
 class HttpClient:
     """What a browser does for one search: upload the photo, call the endpoint, read the SSE answer,
-    fetch the gallery's thumbnails."""
+    fetch the gallery's thumbnails concurrently over up to CONNECTIONS kept-alive connections."""
 
     def __init__(self, url: str, backbone: str) -> None:
         # The page's backbone choices are the served build folders' names.
-        self.url, self.backbone, self.http = url, backbone, httpx.Client(timeout=120)
+        self.url, self.backbone = url, backbone
+        limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
+        self.http = httpx.Client(timeout=120, limits=limits)  # one pool, shared by the threads below
+        self.fetchers = ThreadPoolExecutor(CONNECTIONS, thread_name_prefix="thumbnail")
 
     def upload(self, photo: Path) -> dict:
         response = self.http.post(self.url + "gradio_api/upload", files={"files": (photo.name, photo.read_bytes())})
@@ -80,14 +87,19 @@ class HttpClient:
         file = self.upload(photo)
         data = [file, K, "cosine", self.backbone, *(filters or [])]
         gallery, results = self.call(endpoint, data)[:2]  # the page's extra outputs (state) follow
-        for item in gallery:
-            self.http.get(item["image"]["url"]).raise_for_status()
+        # As a browser: every thumbnail requested at once, at most CONNECTIONS of them in flight.
+        for response in self.fetchers.map(self.http.get, [item["image"]["url"] for item in gallery]):
+            response.raise_for_status()
         return time.perf_counter() - started, results
 
     def size(self, path: str) -> int:
         response = self.http.get(self.url + path)
         response.raise_for_status()
         return len(response.content)
+
+    def close(self) -> None:
+        self.fetchers.shutdown()
+        self.http.close()
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -179,6 +191,7 @@ def measure_app(build: Path, n_items: int, scratch: Path) -> dict[str, object]:
         client.size("config")  # the first load, not timed: the server is up once it answers
         start_s = time.perf_counter() - started
         figures: dict[str, object] = {
+            "thumbnails_fetched": THUMBNAILS_FETCHED,
             "config_bytes": client.size("config"),
             "api_info_bytes": client.size("gradio_api/info"),
             "page_bytes": client.size(""),
@@ -222,6 +235,7 @@ def measure_app(build: Path, n_items: int, scratch: Path) -> dict[str, object]:
                 "server_peak_rss_mb": round(peak_rss_mb(pid)),
             }
         )
+        client.close()
     total = disk_mb(build) * 2**20
     cache = disk_mb(build / CACHE_DIR) * 2**20
     figures["disk_bytes_per_product"] = round(total / n_items)
@@ -269,6 +283,7 @@ def markdown_table(records: list[dict]) -> str:
             "`/recommend` p50 / p95 through HTTP (upload, answer, 8 thumbnails)",
             lambda r: f"{r['app']['recommend_p50_ms']} / {r['app']['recommend_p95_ms']} ms",
         ),
+        ("thumbnails fetched", lambda r: r["app"]["thumbnails_fetched"]),
         ("one-category `/search` p50 through HTTP", lambda r: f"{r['app']['one_category_search_p50_ms']} ms"),
         (
             "one-category `/search`: answers not all K of the category",
