@@ -11,6 +11,8 @@ import numpy as np
 # coins of two denominations at 0.944, while a re-encoded or resized copy of a photo scores above
 # 0.99 and two crops of one photo 0.93-0.99. 0.96 flags copies without merging distinct products.
 DUPLICATE_SIMILARITY = 0.96
+# Candidates compared all pairs at once when collapsing (a 256 x 256 matrix); more are compared one by one.
+ALL_PAIRS_UP_TO = 256
 
 
 @dataclass(frozen=True)
@@ -65,13 +67,26 @@ def collapse_near_duplicates(
     >>> collapse_near_duplicates(unit, [0, 1, 2])
     [(0, [1]), (2, [])]
     """
+    rows = [int(row) for row in ranked_rows]
+    if not rows:
+        return []
+    # Every candidate's vector in one read (the matrix may be a file read row run by row run).
+    vectors = np.asarray(embeddings[rows], dtype=np.float32)
+    # A usual answer's few dozen candidates: every pair at once, then plain floats. A deep search (one
+    # product photographed thousands of times) compares each candidate with the kept ones only.
+    pairs = (vectors @ vectors.T).tolist() if len(rows) <= ALL_PAIRS_UP_TO else None
     kept: list[tuple[int, list[int]]] = []
-    for row in ranked_rows:
+    kept_positions: list[int] = []
+    for position, row in enumerate(rows):
         if kept:
-            similarities = embeddings[[k for k, _ in kept]] @ embeddings[row]
-            closest = int(np.argmax(similarities))
+            if pairs is not None:
+                similarities = [pairs[other][position] for other in kept_positions]
+            else:
+                similarities = (vectors[kept_positions] @ vectors[position]).tolist()
+            closest = max(range(len(similarities)), key=similarities.__getitem__)
             if similarities[closest] >= threshold:
-                kept[closest][1].append(int(row))
+                kept[closest][1].append(row)
                 continue
-        kept.append((int(row), []))
+        kept.append((row, []))
+        kept_positions.append(position)
     return kept
