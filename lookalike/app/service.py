@@ -59,13 +59,6 @@ def _price(name: str, value: object) -> float | None:
     return None if number == 0 else number
 
 
-def _facets_by_attribute(facets: Sequence[str]) -> list[list[str]]:
-    grouped: dict[str, list[str]] = {}
-    for facet in facets:
-        grouped.setdefault(facet.partition("=")[0], []).append(facet)
-    return list(grouped.values())
-
-
 @dataclass(frozen=True)
 class SearchRequest:
     """One search's options as the page and the API send them: K, metric, backbone, then the filters.
@@ -185,7 +178,9 @@ class SearchRequest:
             notes.append(f"not your product's category ({', '.join(query_categories)})")
         if self.not_wanted:
             notes.append(f"steered away from {len(self.not_wanted)} not wanted")
-        notes += [" or ".join(values) for values in _facets_by_attribute(self.facets)]
+        # Grouped as the filter groups them (one attribute's values OR-ed); it has accepted them already.
+        by_attribute = ProductFilter(self.facets).by_attribute()
+        notes += [" or ".join(f"{name}={value}" for value in values) for name, values in by_attribute.items()]
         if self.price_min is not None or self.price_max is not None:
             low = f"{self.price_min:g}" if self.price_min is not None else "0"
             notes.append(f"price {low}–{self.price_max:g}" if self.price_max is not None else f"price from {low}")
