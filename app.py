@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from lookalike.app.json_api import API_PREFIX, ApiConfig, json_api
 from lookalike.app.layout import PAGE_CSS, AppConfig, build_demo
 from lookalike.app.service import LookalikeService
-from lookalike.app.traffic import request_limits, share_fairly
+from lookalike.app.traffic import QueueSlots, request_limits, share_fairly
 
 # LOOKALIKE_EMBEDDINGS points the app at other builds: a folder of builds, one build folder or a Hub
 # dataset id (USER/name), several comma-separated (lookalike/index/sources.py);
@@ -32,13 +32,14 @@ service = LookalikeService.from_embeddings_dir(embeddings, max_k=config.max_k, m
 # as they are, not checked and copied into Gradio's cache for every answer (35 ms of 8 at a million products).
 gr.set_static_paths([service.thumbnails.folder])
 demo = share_fairly(build_demo(service, config))  # queue limits, "busy" message, temp files deleted
-# The JSON API beside the page, over the same service, with the same number of model slots.
+# The JSON API beside the page, over the same service, running its searches in the page's model slots:
+# the page's searches and the API's together never run more than model_concurrency at once.
 api = json_api(
     service,
     ApiConfig(
-        concurrency=config.model_concurrency,
         cors_origins=tuple(o.strip() for o in os.environ.get("LOOKALIKE_CORS_ORIGINS", "").split(",") if o.strip()),
     ),
+    slots=QueueSlots(demo),
 )
 
 # The page's server with the JSON API beside it, not under it: Gradio's own CORS layer lets every

@@ -4,15 +4,23 @@ thumbnails, readable 4xx, a bounded queue that answers 429 with Retry-After, COR
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
+import gradio as gr
 import httpx
 import pytest
+import uvicorn
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from lookalike.app.json_api import ApiConfig, json_api
+from lookalike.app.json_api import API_PREFIX, ApiConfig, json_api
+from lookalike.app.layout import AppConfig, build_demo
 from lookalike.app.service import LookalikeService, Query, SearchRequest
-from tests.local_server import running_app
+from lookalike.app.traffic import QueueSlots, share_fairly
+from tests.local_server import free_port, running_app
 
 
 @pytest.fixture(scope="module")
@@ -161,3 +169,94 @@ def test_the_api_is_served_beside_the_page(small_index_dir, tmp_path, example_ph
         assert http.get("api/v1/openapi.json").status_code == 200
         assert "lookalike-similar" in http.get("api/v1/widget.js").text
         assert "Lookalike" in http.get("").text  # the page
+
+
+def test_the_page_and_the_api_share_one_limit_of_model_slots(service, example_photo):
+    """A burst through both doors at once (Gradio's /recommend and the JSON API): never more searches
+    running together than the page's model concurrency, because the API takes the page's own slots."""
+    limit, lock, running, most, doors = 2, threading.Lock(), [0], [0], set()
+    counted = LookalikeService(service.recommenders, max_k=service.max_k, thumbnails=service.thumbnails)
+
+    def search(query, request):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+            doors.add("api" if query.item_ids else "page")
+        try:
+            time.sleep(0.15)  # long enough for every caller of the burst to be waiting
+            return service.search(query, request)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    counted.search = search
+    demo = share_fairly(build_demo(counted, AppConfig(model_concurrency=limit)))
+    server = FastAPI()
+    server.mount(API_PREFIX, json_api(counted, ApiConfig(concurrency=limit), slots=QueueSlots(demo)))
+    server = gr.mount_gradio_app(server, demo, path="")
+    port = free_port()
+    uvicorn_server = uvicorn.Server(uvicorn.Config(server, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=uvicorn_server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}/"
+    item = service.recommender_for(None).ids[0]
+
+    def through_the_page(_) -> bool:
+        with httpx.Client(base_url=url, timeout=60) as http:
+            files = {"files": (example_photo.name, example_photo.read_bytes(), "image/jpeg")}
+            upload = http.post("gradio_api/upload", files=files).json()[0]
+            file_data = {"path": upload, "meta": {"_type": "gradio.FileData"}}
+            event = http.post("gradio_api/call/recommend", json={"data": [file_data, 3, "cosine", None]}).json()
+            return "event: complete" in http.get(f"gradio_api/call/recommend/{event['event_id']}").text
+
+    def through_the_api(_) -> bool:
+        return httpx.get(url + "api/v1/similar", params={"id": item, "k": 3}, timeout=60).status_code == 200
+
+    try:
+        deadline = time.monotonic() + 30
+        while not uvicorn_server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with ThreadPoolExecutor(16) as pool:
+            page = pool.map(through_the_page, range(8))
+            api = pool.map(through_the_api, range(8))
+            answered = [*page, *api]
+    finally:
+        uvicorn_server.should_exit = True
+        thread.join(30)
+    assert all(answered) and doors == {"page", "api"}
+    assert most[0] == limit  # the burst filled the slots, and never went past them
+
+
+def test_every_search_request_field_is_a_parameter_that_reaches_the_search(service):
+    """The parameters are made from SearchRequest: each field is one, under its name, and arrives as sent."""
+    names = {f.name for f in dataclasses.fields(SearchRequest)}
+    spec = TestClient(json_api(service)).get("/openapi.json").json()["paths"]["/similar"]
+    assert {p["name"] for p in spec["get"]["parameters"]} == names | {"id"}
+    assert {p["name"] for p in spec["post"]["parameters"]} == names
+    received = []
+    capturing = LookalikeService(service.recommenders, max_k=service.max_k, thumbnails=service.thumbnails)
+    capturing.search = lambda query, request: received.append(request) or service.search(query, SearchRequest())
+    ids = service.recommender_for(None).ids
+    sent = {
+        "k": 5,
+        "metric": "euclidean",
+        "backbone": "efficientnet-lite0",
+        "categories": ["fruit", "money"],
+        "exclude_own": True,
+        "not_wanted": [ids[1], ids[2]],
+        "collapse": False,
+        "facets": ["brand=Acme"],
+        "price_min": 1.5,
+        "price_max": 9.0,
+        "in_stock_only": True,
+    }
+    assert set(sent) == names, "a new SearchRequest field: add it here with a value other than its default"
+    assert TestClient(json_api(capturing)).get("/similar", params={"id": ids[0], **sent}).status_code == 200
+    assert received == [SearchRequest.from_values(**sent)]
+
+
+def test_not_wanted_products_are_never_answered(client, service):
+    item = service.recommender_for(None).ids[3]
+    first = [p["id"] for p in client.get("/similar", params={"id": item, "k": 4}).json()["products"]]
+    steered = client.get("/similar", params={"id": item, "k": 4, "not_wanted": first[:2]}).json()["products"]
+    assert len(steered) == 4 and not {p["id"] for p in steered} & set(first[:2])

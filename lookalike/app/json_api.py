@@ -3,14 +3,20 @@
 A thin layer over the same `LookalikeService.search` the page calls: the parameters become one
 `SearchRequest`, the answer is its results with each product's thumbnail URL. Thumbnails are served
 as immutable files (content-addressed names), so caches and browsers keep them. Model work is
-admitted through a bounded queue: past it, 429 with Retry-After, the page's busy message.
+admitted through a bounded queue into the page's own model slots (one limit for the page and the API):
+past the queue, 429 with Retry-After, the page's busy message.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
+import inspect
 import re
 import time
+import typing
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
@@ -22,7 +28,7 @@ from starlette.concurrency import run_in_threadpool
 
 from lookalike.app.service import Answer, LookalikeService, RequestError, SearchRequest, public_message
 from lookalike.app.service import Query as SearchQuery
-from lookalike.app.traffic import BUSY_MESSAGE
+from lookalike.app.traffic import BUSY_MESSAGE, QueueSlots
 from lookalike.app.widget import WIDGET_SCRIPT
 from lookalike.images import MAX_IMAGE_BYTES, ImageError
 
@@ -38,7 +44,8 @@ FORM_OVERHEAD_BYTES = 64 * 1024
 class ApiConfig:
     """The JSON API's limits and who may call it from a browser."""
 
-    # Searches running at once (the model's threads): one per core keeps them from contending.
+    # Searches running at once when the API has slots of its own (LocalSlots); beside the page it takes the
+    # page's model slots instead (QueueSlots), so the two share one limit.
     concurrency: int = 2
     # Searches waiting for a slot; past it a request is refused with 429 and Retry-After.
     max_waiting: int = 48
@@ -47,30 +54,45 @@ class ApiConfig:
     cors_origins: tuple[str, ...] = field(default=())
 
 
-class Admission:
-    """A bounded queue in front of the model: `concurrency` run, `max_waiting` wait, the rest hear 429."""
+class LocalSlots:
+    """`concurrency` slots of the API's own, for an API served without the page (`QueueSlots` shares the page's)."""
 
-    def __init__(self, config: ApiConfig) -> None:
-        self.config = config
-        self.slots = asyncio.Semaphore(config.concurrency)
+    def __init__(self, concurrency: int) -> None:
+        self._slots = asyncio.Semaphore(concurrency)
+
+    @contextlib.asynccontextmanager
+    async def held(self) -> AsyncIterator[None]:
+        async with self._slots:
+            yield
+
+
+class Admission:
+    """A bounded queue in front of the model: a slot to run in, `max_waiting` wait for one, the rest hear 429."""
+
+    def __init__(self, config: ApiConfig, slots: LocalSlots | QueueSlots) -> None:
+        self.config, self.slots = config, slots
         self.waiting = 0
 
     async def run(self, function, *args):
         if self.waiting >= self.config.max_waiting:
             raise HTTPException(429, BUSY_MESSAGE, headers={"Retry-After": str(self.config.retry_after_seconds)})
-        self.waiting += 1
-        try:
-            await self.slots.acquire()
-        finally:
-            self.waiting -= 1
-        try:
+        async with contextlib.AsyncExitStack() as slot:
+            self.waiting += 1
+            try:
+                await slot.enter_async_context(self.slots.held())
+            finally:
+                self.waiting -= 1
             return await run_in_threadpool(function, *args)
-        finally:
-            self.slots.release()
 
 
-def json_api(service: LookalikeService, config: ApiConfig = ApiConfig()) -> FastAPI:
-    """The `/api/v1` application, to mount on the page's server (`routes=[Mount(API_PREFIX, app)]`)."""
+def json_api(
+    service: LookalikeService, config: ApiConfig = ApiConfig(), slots: LocalSlots | QueueSlots | None = None
+) -> FastAPI:
+    """The `/api/v1` application, to mount on the page's server (`routes=[Mount(API_PREFIX, app)]`).
+
+    `slots`: where its searches run; the page's model slots (`QueueSlots(demo)`) so that the page and the
+    API share one limit, or by default `config.concurrency` slots of its own.
+    """
     api = FastAPI(
         title="Lookalike API",
         version="1",
@@ -83,7 +105,7 @@ def json_api(service: LookalikeService, config: ApiConfig = ApiConfig()) -> Fast
         api.add_middleware(
             CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["GET", "POST"], max_age=600
         )
-    admission = Admission(config)
+    admission = Admission(config, slots or LocalSlots(config.concurrency))
     thumbnails = service.thumbnails.folder
 
     def answer(request: Request, found: Answer, recommender_name: str, started: float) -> dict:
@@ -109,7 +131,7 @@ def json_api(service: LookalikeService, config: ApiConfig = ApiConfig()) -> Fast
             raise HTTPException(status, public_message(str(error))) from None
 
     @api.post("/similar", summary="Products similar to a photo")
-    async def similar_to_photo(request: Request, options: Annotated[SearchOptions, Depends()]) -> dict:
+    async def similar_to_photo(request: Request, options: Annotated[SearchRequest, Depends(search_options)]) -> dict:
         """Send one photo as the multipart field `image`; the answer lists the most similar products."""
         started = time.perf_counter()
         declared = request.headers.get("content-length", "")
@@ -122,19 +144,19 @@ def json_api(service: LookalikeService, config: ApiConfig = ApiConfig()) -> Fast
             data = await image.read(MAX_IMAGE_BYTES + 1)
         if len(data) > MAX_IMAGE_BYTES:
             raise HTTPException(413, f"The photo is over the {MAX_IMAGE_BYTES // 1024**2} MB limit.")
-        found, name = await admission.run(search, SearchQuery(images=(data,)), options.request())
+        found, name = await admission.run(search, SearchQuery(images=(data,)), options)
         return answer(request, found, name, started)
 
     @api.get("/similar", summary="Products similar to a catalog product")
     async def similar_to_product(
         request: Request,
         id: Annotated[str, Query(description="a catalog product's id, as the results give it")],
-        options: Annotated[SearchOptions, Depends()],
+        options: Annotated[SearchRequest, Depends(search_options)],
     ) -> dict:
         """A catalog product's similar products, never itself nor its variants; precomputed by the build
         where no filter asks for a live search."""
         started = time.perf_counter()
-        found, name = await admission.run(search, SearchQuery(item_ids=(id,)), options.request())
+        found, name = await admission.run(search, SearchQuery(item_ids=(id,)), options)
         return answer(request, found, name, started)
 
     @api.get("/images/{name}", summary="A product's thumbnail", response_class=FileResponse)
@@ -155,37 +177,40 @@ def json_api(service: LookalikeService, config: ApiConfig = ApiConfig()) -> Fast
     return api
 
 
-class SearchOptions:
-    """What every search takes besides its query, as query parameters: the `SearchRequest` fields."""
+# What a parameter does where its name does not say it; every SearchRequest field is a parameter either way.
+PARAMETER_HELP = {
+    "categories": "only these categories (repeat the parameter for several)",
+    "exclude_own": "matching products of other categories than the query's",
+    "not_wanted": "ids of products to steer away from (less like this); repeat for several",
+    "collapse": "near-identical products shown once",
+    "facets": '"attribute=value", e.g. brand=Acme: one attribute\'s values OR-ed, attributes AND-ed',
+}
 
-    def __init__(
-        self,
-        k: int = SearchRequest.k,
-        backbone: str | None = None,
-        metric: str = SearchRequest.metric,
-        categories: Annotated[list[str], Query()] = (),  # type: ignore[assignment]
-        facets: Annotated[list[str], Query(description='"attribute=value", e.g. brand=Acme')] = (),  # type: ignore[assignment]
-        price_min: float | None = None,
-        price_max: float | None = None,
-        in_stock_only: bool = False,
-        exclude_own: bool = False,
-        collapse: bool = True,
-    ) -> None:
-        self.values = {
-            "k": k,
-            "backbone": backbone,
-            "metric": metric,
-            "categories": tuple(categories),
-            "facets": tuple(facets),
-            "price_min": price_min,
-            "price_max": price_max,
-            "in_stock_only": in_stock_only,
-            "exclude_own": exclude_own,
-            "collapse": collapse,
-        }
 
-    def request(self) -> SearchRequest:
-        try:
-            return SearchRequest.from_values(**self.values)
-        except RequestError as error:
-            raise HTTPException(400, str(error)) from None
+def search_options(**values) -> SearchRequest:
+    """The `SearchRequest` a call's query parameters describe; FastAPI reads its signature, made below."""
+    try:
+        return SearchRequest.from_values(**values)
+    except RequestError as error:
+        raise HTTPException(400, str(error)) from None
+
+
+def _options_signature() -> inspect.Signature:
+    """One query parameter per `SearchRequest` field, same name, type and default: a field added there is a
+    parameter here without an edit (tuples become repeated parameters, `?facets=a&facets=b`)."""
+    hints = typing.get_type_hints(SearchRequest)
+    parameters = []
+    for option in dataclasses.fields(SearchRequest):
+        hint = hints[option.name]
+        if typing.get_origin(hint) is tuple:
+            hint = list[typing.get_args(hint)[0]]
+        annotation = Annotated[hint, Query(description=PARAMETER_HELP.get(option.name))]
+        parameters.append(
+            inspect.Parameter(
+                option.name, inspect.Parameter.KEYWORD_ONLY, default=option.default, annotation=annotation
+            )
+        )
+    return inspect.Signature(parameters, return_annotation=SearchRequest)
+
+
+search_options.__signature__ = _options_signature()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import gradio as gr
@@ -19,6 +22,8 @@ BUSY_MESSAGE = "The server is busy right now; please try again in a moment."
 # searches keep their two slots.
 EXPLAIN_QUEUE = {"concurrency_id": "explain", "concurrency_limit": 1}
 SET_QUEUE = {"concurrency_id": "sets", "concurrency_limit": 1}
+# How often a waiter looks for a free slot: as often as Gradio's own queue does (Queue.sleep_when_free).
+SLOT_POLL_SECONDS = 0.001
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,49 @@ def share_fairly(demo: gr.Blocks, limits: TrafficLimits = TrafficLimits()) -> gr
 
     queue.push = push
     return demo
+
+
+class QueueSlots:
+    """The running slots of one kind of work in the page's queue, taken by work that does not come through it.
+
+    Gradio starts a queued event of a concurrency id only while that id's `current_concurrency` is below
+    its `concurrency_limit`. Holding a slot here counts in the same `current_concurrency`, so the page's
+    events and the JSON API's requests of that kind together never run more than its limit: one limit,
+    not one per door. Waiters line up behind one lock, so only the first of them looks at the counter.
+    """
+
+    def __init__(self, demo: gr.Blocks, kind: str = "model") -> None:
+        if demo._queue is None:
+            raise ValueError("Turn the page's queue on first (share_fairly) and make the slots from that page.")
+        events = [fn for fn in demo.fns.values() if fn.concurrency_id == kind]
+        if not events:
+            raise ValueError(f"The page has no event of concurrency id {kind!r} whose slots could be shared.")
+        self.queue, self.kind, self._event = demo._queue, kind, events[0]
+        self._next_in_line = asyncio.Lock()
+
+    def _line(self):
+        lines = self.queue.event_queue_per_concurrency_id
+        if self.kind not in lines:  # Gradio makes a kind's line when its first event arrives
+            self.queue.create_event_queue_for_fn(self._event)
+        return lines[self.kind]
+
+    @property
+    def running(self) -> int:
+        """How many of the kind run now, the page's and the API's together."""
+        return self._line().current_concurrency
+
+    @contextlib.asynccontextmanager
+    async def held(self) -> AsyncIterator[None]:
+        """Wait for a free slot of the kind, hold it for the body."""
+        async with self._next_in_line:
+            line = self._line()
+            while line.concurrency_limit is not None and line.current_concurrency >= line.concurrency_limit:
+                await asyncio.sleep(SLOT_POLL_SECONDS)
+            line.current_concurrency += 1  # the event loop's one thread: no start slips in between
+        try:
+            yield
+        finally:
+            line.current_concurrency -= 1
 
 
 # An API call's JSON carries at most one picture as a base64 data: URL (4/3 of its bytes) plus
