@@ -14,7 +14,7 @@ from gradio_client import Client, handle_file
 from benchmarks import scale
 from lookalike.app.service import LookalikeService, Query, SearchRequest
 from lookalike.catalog.product import PRODUCT_COLUMNS
-from lookalike.index.serving_cache import MatrixFile, row_reader, shard_files
+from lookalike.index.serving_cache import MatrixFile, release_mapped_pages, row_reader, shard_files
 from lookalike.index.store import load_index
 from tests.local_server import running_app
 
@@ -102,12 +102,46 @@ def test_scattered_rows_are_read_from_the_file_not_kept_resident(tmp_path):
     assert row_reader(matrix) is matrix  # an array in memory is read as it is
 
 
+def resident_mb_of(path: Path) -> float:
+    """This process's resident pages of the maps of one file (/proc/self/smaps)."""
+    target, kb, inside = str(path.resolve()), 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        fields = line.split()
+        if not fields[0].endswith(":"):  # a mapping's header: address, perms, offset, device, inode, path
+            inside = len(fields) == 6 and fields[5] == target
+        elif inside and fields[0] == "Rss:":
+            kb += int(fields[1])
+    return kb / 1024
+
+
+def test_released_pages_of_a_read_only_map_leave_the_resident_set_and_read_the_same(tmp_path):
+    matrix = np.random.default_rng(1).standard_normal((10_000, 640)).astype(np.float32)  # 25 MB
+    np.save(tmp_path / "m.npy", matrix)
+    mapped = np.load(tmp_path / "m.npy", mmap_mode="r")
+    total = float(mapped.sum(dtype=np.float64))  # every page read, so every page resident
+    assert resident_mb_of(tmp_path / "m.npy") > 20
+    assert release_mapped_pages(tmp_path / "m.npy") >= matrix.nbytes
+    assert resident_mb_of(tmp_path / "m.npy") < 1
+    assert float(mapped.sum(dtype=np.float64)) == total  # read again from the page cache, unchanged
+
+
+def test_answers_leave_no_page_of_the_rows_file_resident(build):
+    folder, _ = build
+    service = LookalikeService.from_embeddings_dir(folder.parent)
+    rows_file = Path(service.recommender_for(None).index.dataset.cache_files[0]["filename"])
+    assert resident_mb_of(rows_file) == 0  # what the load read of whole columns
+    for request in (SearchRequest(k=K), SearchRequest(k=K, in_stock_only=True, price_min=20.0)):
+        answer = service.search(Query(images=(str(PHOTO),)), request)
+        assert len(answer.results) == K and all(r["title"] for r in answer.results)
+        assert resident_mb_of(rows_file) == 0
+
+
 def test_the_matrix_file_reads_rows_in_the_order_asked_for(tmp_path):
     matrix = np.arange(40, dtype=np.float32).reshape(10, 4)
     np.save(tmp_path / "m.npy", matrix)
     rows = MatrixFile(tmp_path / "m.npy")
-    for key in ([3, 4, 5, 9, 0, 1], [7], [2, 2, 3], np.arange(10)):
-        np.testing.assert_array_equal(rows[np.asarray(key)], matrix[np.asarray(key)])
+    for key in ([3, 4, 5, 9, 0, 1], [7], [2, 2, 3], [9, 8, 7], [], np.arange(10)):
+        np.testing.assert_array_equal(rows[np.asarray(key, dtype=int)], matrix[np.asarray(key, dtype=int)])
 
 
 def test_every_row_carries_its_product_columns_as_written(build):

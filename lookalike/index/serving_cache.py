@@ -10,9 +10,12 @@ whenever the shards change (compared by name, size and modification time).
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import json
 import os
 import shutil
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,8 +136,21 @@ class MatrixFile:
         return self.shape[0]
 
     def _rows(self, start: int, stop: int) -> np.ndarray:
-        data = os.pread(self._file.fileno(), (stop - start) * self._row_bytes, self._offset + start * self._row_bytes)
-        return np.frombuffer(data, dtype=self.dtype).reshape(stop - start, *self.shape[1:])
+        rows = np.empty((stop - start, *self.shape[1:]), dtype=self.dtype)
+        self._read_into(rows, start)
+        return rows
+
+    def _read_into(self, rows: np.ndarray, start: int) -> None:
+        """Fill the contiguous `rows` from row `start` on, straight into their memory: no bytes object per run
+        of rows first. (A category's 9,000 scattered rows read as that many small buffers, in each server
+        thread's malloc arena, left ~250 MB of freed arena memory resident at a million products.)"""
+        view, offset = memoryview(rows).cast("B"), self._offset + start * self._row_bytes
+        done = 0
+        while done < len(view):
+            read = os.preadv(self._file.fileno(), [view[done:]], offset + done)
+            if read == 0:
+                raise EOFError(f"{self._file.name} ends before row {start + len(rows)}: rebuild its serving cache")
+            done += read
 
     def __getitem__(self, key) -> np.ndarray:
         """Rows by slice (contiguous, one read) or by an array of row numbers; one row by its number."""
@@ -148,12 +164,46 @@ class MatrixFile:
         rows = np.asarray(key, dtype=np.int64).reshape(-1)
         if len(rows) == 0:
             return np.zeros((0, *self.shape[1:]), dtype=self.dtype)
-        # One read per run of consecutive rows (a category's rows often are), in the order asked for.
-        runs = np.split(rows, np.flatnonzero(np.diff(rows) != 1) + 1)
-        return np.concatenate([self._rows(int(run[0]), int(run[-1]) + 1) for run in runs])
+        # One read per run of consecutive rows (a category's rows often are), in the order asked for, each
+        # into its place in the answer.
+        found = np.empty((len(rows), *self.shape[1:]), dtype=self.dtype)
+        starts = np.flatnonzero(np.diff(rows, prepend=rows[0] - 2) != 1)
+        for begin, end in zip(starts, [*starts[1:], len(rows)], strict=True):
+            self._read_into(found[begin:end], int(rows[begin]))
+        return found
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         return np.asarray(self[:], dtype=dtype)
+
+
+MADV_DONTNEED = 4  # Linux's <sys/mman.h>
+
+
+def release_mapped_pages(path: Path) -> int:
+    """Take this process's resident pages of every read-only memory map of `path` out of its resident set,
+    and return the mapped bytes released. The page cache keeps them (shared, and given back to the system
+    under pressure), so the next read maps them again without the disk. For the rows' Arrow file, whose
+    pages each answer touches a few of (fault-around maps 64 kB around each): resident, they had added up
+    to 470 MB at a million products. Linux only; elsewhere nothing is done."""
+    maps = Path("/proc/self/maps")
+    if sys.platform != "linux" or not maps.is_file():
+        return 0
+    target, released = str(Path(path).resolve()), 0
+    for line in maps.read_text(encoding="utf-8").splitlines():
+        fields = line.split(maxsplit=5)
+        # Only maps of that file that nobody can write through: dropping their pages loses nothing.
+        if len(fields) == 6 and fields[5] == target and fields[1][:2] == "r-":
+            start, end = (int(bound, 16) for bound in fields[0].split("-"))
+            if _libc().madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), MADV_DONTNEED) == 0:
+                released += end - start
+    return released
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    return libc
 
 
 def row_reader(matrix: np.ndarray) -> np.ndarray | MatrixFile:

@@ -16,7 +16,7 @@ from lookalike.index.ann import ANN_FILE
 from lookalike.index.exact import EVERY_ROW, Metric, SearchResults
 from lookalike.index.neighbours import NEIGHBOURS_FILE, Neighbours, data_digest, read_neighbours
 from lookalike.index.search import SearchMethod, VectorSearch
-from lookalike.index.serving_cache import DATA_DIR, open_cache, shard_files
+from lookalike.index.serving_cache import DATA_DIR, open_cache, release_mapped_pages, shard_files
 from lookalike.index.writer import METADATA_FILE, IndexWriter, table_product_columns
 
 # Rows per block when rows already in memory are written out.
@@ -116,6 +116,12 @@ class EmbeddingIndex:
 
     def __len__(self) -> int:
         return len(self.embeddings)
+
+    def release_row_pages(self) -> None:
+        """Take the rows' pages that reading them mapped out of the resident set (`release_mapped_pages`):
+        a result reads a few rows of the Arrow file, the page cache keeps them for the next."""
+        for cache_file in getattr(self.dataset, "cache_files", ()):
+            release_mapped_pages(Path(cache_file["filename"]))
 
     @property
     def search_method(self) -> str:

@@ -125,6 +125,7 @@ class Recommender:
         self._thumbnails = table.column("image")
         # A request's few rows (candidates, duplicates) read from the file, not the memory map (row_reader).
         self._rows = row_reader(index.embeddings)
+        index.release_row_pages()  # the whole columns just read (ids, labels, products) stay in the page cache
 
     @classmethod
     def from_path(
@@ -288,10 +289,12 @@ class Recommender:
         return [(row, []) for row in ranked]
 
     def _answer(self, kept: list[tuple[int, list[int]]], score_of_row: dict, query: np.ndarray) -> list[Recommendation]:
-        return [
+        answer = [
             self._recommendation(row, float(score_of_row[row]), float(self._rows[row] @ query), folded)
             for row, folded in kept
         ]
+        self.index.release_row_pages()  # the few rows' pages read; resident, they add up over many answers
+        return answer
 
     def record(self, row: int) -> dict:
         """A row's columns (id, label, product fields), without its thumbnail."""
