@@ -12,8 +12,9 @@ requests one after another, after a warm-up; checked: each result has a title, p
 brand), a one-category `/search` (checked: K products, all of that category), a facet-filtered
 `/search` (a brand and a colour, a price range, in stock only; checked: every result passes each
 filter, as many results as the build has groups that pass, up to K, and one product per variant
-group), the server's RSS afterwards and at its peak, the load average at the start and end, and the
-folder's disk use per product. The build folder is deleted afterwards unless --keep.
+group), the server's RSS afterwards (anonymous and mapped files' pages apart) and at its peak, the
+load average at the start and end, and the folder's disk use per product. The build folder is
+deleted afterwards unless --keep.
 """
 
 from __future__ import annotations
@@ -181,6 +182,28 @@ def peak_rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmHWM for {pid}")
 
 
+def resident_mb(pid: int) -> dict[str, object]:
+    """RSS split as the kernel splits it (/proc/PID/status RssAnon, RssFile, RssShmem), and the mapped
+    files holding the most resident pages (/proc/PID/smaps: the search index, the rows, the libraries)."""
+    status = Path(f"/proc/{pid}/status").read_text(encoding="utf-8").splitlines()
+    kb = {line.split(":")[0]: int(line.split()[1]) for line in status if line.startswith("Rss")}
+    by_file: dict[str, int] = {}
+    name = None
+    for line in Path(f"/proc/{pid}/smaps").read_text(encoding="utf-8").splitlines():
+        fields = line.split()
+        if not fields[0].endswith(":"):  # a mapping's header: address, perms, offset, device, inode, path
+            name = Path(fields[5]).name if len(fields) == 6 and fields[5].startswith("/") else None
+        elif name and fields[0] == "Rss:":
+            by_file[name] = by_file.get(name, 0) + int(fields[1])
+    largest = sorted(by_file.items(), key=lambda item: -item[1])[:4]
+    return {
+        "anon_mb": round(kb["RssAnon"] / 1024),
+        "file_mb": round(kb["RssFile"] / 1024),
+        "shmem_mb": round(kb["RssShmem"] / 1024),
+        "largest_files_mb": {file: round(size / 1024) for file, size in largest},
+    }
+
+
 def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
@@ -238,6 +261,7 @@ def measure_app(build: Path, n_items: int, scratch: Path) -> dict[str, object]:
                 "facet_searches_wrong": len(facet_wrong),
                 "facet_search_problems": facet_wrong[:3],  # the first few, to see what went wrong
                 "server_rss_mb": round(rss_mb(pid)),
+                "server_rss_split": resident_mb(pid),
                 "server_peak_rss_mb": round(peak_rss_mb(pid)),
             }
         )
@@ -307,6 +331,14 @@ def markdown_table(records: list[dict]) -> str:
         (
             "server RSS after the run (peak)",
             lambda r: f"{r['app']['server_rss_mb']:,} MB ({r['app']['server_peak_rss_mb']:,} MB)",
+        ),
+        (
+            "of which RssAnon / RssFile (the largest files)",
+            lambda r: (
+                f"{r['app']['server_rss_split']['anon_mb']:,} / {r['app']['server_rss_split']['file_mb']:,} MB ("
+                + ", ".join(f"{f} {mb:,}" for f, mb in r["app"]["server_rss_split"]["largest_files_mb"].items())
+                + ")"
+            ),
         ),
         ("server start (to the first page config)", lambda r: f"{r['app']['server_start_s']} s"),
         ("`scale.py` build time", lambda r: f"{r['build']['total_s']:,.0f} s"),
