@@ -128,7 +128,9 @@ def test_released_pages_of_a_read_only_map_leave_the_resident_set_and_read_the_s
 def test_answers_leave_no_page_of_the_rows_file_resident(build):
     folder, _ = build
     service = LookalikeService.from_embeddings_dir(folder.parent)
-    rows_file = Path(service.recommender_for(None).index.dataset.cache_files[0]["filename"])
+    index = service.recommender_for(None).index
+    index.release_interval_seconds = 0  # after every answer, not at most once a second
+    rows_file = Path(index.dataset.cache_files[0]["filename"])
     assert resident_mb_of(rows_file) == 0  # what the load read of whole columns
     for request in (SearchRequest(k=K), SearchRequest(k=K, in_stock_only=True, price_min=20.0)):
         answer = service.search(Query(images=(str(PHOTO),)), request)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -100,6 +101,10 @@ class EmbeddingIndex:
     metadata: IndexMetadata
     search: VectorSearch  # exact or approximate, as the metadata says (SearchMethod.open)
     neighbours: Neighbours | None = None  # each row's nearest rows, precomputed by the build
+    # Rows' pages are released at most this often: finding the maps (/proc/self/maps) takes ~3 ms, more
+    # than an answer should pay each time, while a second's answers leave a few MB resident at most.
+    release_interval_seconds: float = 1.0
+    _released_at: float = field(default=float("-inf"), repr=False)
 
     # Read as whole Arrow columns: `datasets` 5 hands out a lazy column read row by row (20 s at 1M).
     @property
@@ -117,9 +122,13 @@ class EmbeddingIndex:
     def __len__(self) -> int:
         return len(self.embeddings)
 
-    def release_row_pages(self) -> None:
+    def release_row_pages(self, now: bool = False) -> None:
         """Take the rows' pages that reading them mapped out of the resident set (`release_mapped_pages`):
-        a result reads a few rows of the Arrow file, the page cache keeps them for the next."""
+        a result reads a few rows of the Arrow file, the page cache keeps them for the next. Done at most
+        every `release_interval_seconds` unless `now`."""
+        if not now and time.monotonic() - self._released_at < self.release_interval_seconds:
+            return
+        self._released_at = time.monotonic()
         for cache_file in getattr(self.dataset, "cache_files", ()):
             release_mapped_pages(Path(cache_file["filename"]))
 

@@ -125,7 +125,7 @@ class Recommender:
         self._thumbnails = table.column("image")
         # A request's few rows (candidates, duplicates) read from the file, not the memory map (row_reader).
         self._rows = row_reader(index.embeddings)
-        index.release_row_pages()  # the whole columns just read (ids, labels, products) stay in the page cache
+        index.release_row_pages(now=True)  # the whole columns just read (ids, labels, products) stay in the page cache
 
     @classmethod
     def from_path(
