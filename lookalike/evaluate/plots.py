@@ -120,16 +120,52 @@ def embedding_map(embeddings: np.ndarray, labels: Sequence[str], model: str, pat
     return _save(figure, path)
 
 
-def training_curves(history: Sequence, k: int, title: str, path: Path) -> Path:
-    """Training loss and test-split Precision@K per epoch (epoch 0: the pre-trained backbone)."""
+def training_curves(history: Sequence, field_name: str, label: str, title: str, path: Path) -> Path:
+    """Training loss and a quality figure per epoch (epoch 0: the pre-trained backbone): `field_name`
+    of each record, e.g. the test split's precision_at_k, drawn under `label`."""
     epochs = [record.epoch for record in history]
-    figure, (loss_axis, precision_axis) = plt.subplots(1, 2, figsize=(10, 3.8))
+    figure, (loss_axis, quality_axis) = plt.subplots(1, 2, figsize=(10, 3.8))
     trained = [record for record in history if record.loss is not None]
     loss_axis.plot([r.epoch for r in trained], [r.loss for r in trained], marker="o")
     loss_axis.set(xlabel="epoch", ylabel="training loss", title="Loss", xticks=epochs)
-    precision_axis.plot(epochs, [record.precision_at_k for record in history], marker="o", color="C1")
-    precision_axis.axhline(history[0].precision_at_k, color="grey", linestyle="--", label="pre-trained")
-    precision_axis.set(xlabel="epoch", ylabel=f"Precision@{k}", title=f"Test split Precision@{k}", xticks=epochs)
-    precision_axis.legend()
+    values = [getattr(record, field_name) for record in history]
+    quality_axis.plot(epochs, values, marker="o", color="C1")
+    quality_axis.axhline(values[0], color="grey", linestyle="--", label="pre-trained")
+    quality_axis.set(xlabel="epoch", ylabel=label, title=label, xticks=epochs)
+    quality_axis.legend()
     figure.suptitle(title)
+    return _save(figure, path)
+
+
+def street_grid(outcomes: Sequence, folder: Path, thumbnail_of, path: Path, n: int = 24, columns: int = 8) -> Path:
+    """Street-to-shop at a glance: `n` query photos (an even sample of `outcomes`), each above the
+    first result the search gave it, framed green (the very product first), orange (in the first 5)
+    or red (not). `thumbnail_of(product_id)` is a catalog product's picture."""
+    picked = [outcomes[int(i)] for i in np.linspace(0, len(outcomes) - 1, min(n, len(outcomes)))]
+    rows = -(-len(picked) // columns)
+    figure, axes = plt.subplots(2 * rows, columns, figsize=(1.6 * columns, 3.3 * rows), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for position, outcome in enumerate(picked):
+        top, bottom = (
+            axes[2 * (position // columns), position % columns],
+            axes[2 * (position // columns) + 1, position % columns],
+        )
+        colour = "green" if outcome.rank == 1 else "orange" if outcome.rank and outcome.rank <= 5 else "red"
+        with Image.open(Path(folder) / outcome.query) as photo:
+            top.imshow(photo.convert("RGB"))
+        top.set_title(
+            "first" if outcome.rank == 1 else f"rank {outcome.rank}" if outcome.rank else "missed",
+            color=colour,
+            fontsize=8,
+        )
+        if outcome.top_ids:
+            bottom.imshow(thumbnail_of(outcome.top_ids[0]))
+            bottom.set_title(f"{outcome.top_score:.2f}", fontsize=7)
+        for axis in (top, bottom):
+            axis.axis("on")
+            axis.set(xticks=[], yticks=[])
+            for spine in axis.spines.values():
+                spine.set(color=colour, linewidth=2.5)
+    figure.suptitle("Shoppers' photos (above) and the first result (below)")
     return _save(figure, path)
