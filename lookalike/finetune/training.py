@@ -190,7 +190,7 @@ def measure(inputs: _Inputs, data: _Data, k: int) -> float:
     )
 
 
-def _schedule(total_steps: int) -> Callable[[int], float]:
+def schedule(total_steps: int) -> Callable[[int], float]:
     warmup = max(1, total_steps // 20)
     return lambda step: (
         min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
@@ -221,7 +221,7 @@ def finetune(config: FinetuneConfig, show_progress: bool = True) -> FinetuneResu
         weight_decay=config.weight_decay,
     )
     steps_per_epoch = max(1, len(data.train_images) // config.batch_size)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(steps_per_epoch * config.epochs))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule(steps_per_epoch * config.epochs))
     history, first_epoch = _resume(config, model, loss_fn, optimizer, scheduler)
     if not history:
         history = [EpochRecord(0, None, measure(inputs, data, config.eval_k), 0.0)]
@@ -292,10 +292,24 @@ def _resume(config, model, loss_fn, optimizer, scheduler) -> tuple[list[EpochRec
 
 
 def save_finetuned(backbone: Backbone, config: FinetuneConfig, result: FinetuneResult) -> None:
-    """The model folder: safetensors weights, config, image processor, training record and curves."""
+    """The model folder of a category fine-tuning run (`write_model_folder`)."""
+    record = {
+        "base_model": config.model,
+        "recipe": json.loads(config.identity()),
+        "n_train_images": result.n_train,
+        "n_test_images": result.n_test,
+        "minutes": round(result.minutes, 2),
+        "history": [asdict(r) for r in result.history],
+    }
+    curves = (result.history, "precision_at_k", f"Test split Precision@{config.eval_k}")
+    write_model_folder(backbone, Path(config.output), record, curves)
+
+
+def write_model_folder(backbone: Backbone, output: Path, record: dict, curves: tuple[list, str, str]) -> None:
+    """Safetensors weights, config, image processor, the training record and its curves
+    (`curves`: the epochs, the name of their figure's field, its axis label)."""
     from transformers import BitImageProcessorPil
 
-    output = Path(config.output)
     backbone.model.save_pretrained(output)
     p = backbone.preprocessing
     # Bit's processor resizes the shortest edge then centre-crops, as our Preprocessing does, so the
@@ -307,16 +321,9 @@ def save_finetuned(backbone: Backbone, config: FinetuneConfig, result: FinetuneR
         image_mean=list(p.mean),
         image_std=list(p.std),
     ).save_pretrained(output)
-    record = {
-        "base_model": config.model,
-        "recipe": json.loads(config.identity()),
-        "n_train_images": result.n_train,
-        "n_test_images": result.n_test,
-        "minutes": round(result.minutes, 2),
-        "history": [asdict(r) for r in result.history],
-    }
     (output / TRAINING_FILE).write_text(json.dumps(record, indent=2), encoding="utf-8")
-    training_curves(result.history, config.eval_k, f"{config.model} fine-tuned", output / "training_curves.png")
+    history, field_name, label = curves
+    training_curves(history, field_name, label, f"{record['base_model']} fine-tuned", output / "training_curves.png")
 
 
 def push_finetuned(output: Path, repo_id: str) -> str:
