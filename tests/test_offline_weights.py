@@ -10,8 +10,8 @@ from transformers import MobileNetV2ForImageClassification
 
 from lookalike.backbones.offline_weights import (
     MOBILENET_V2_DIR,
-    efficientnet_lite0_weights_path,
-    load_efficientnet_lite0,
+    efficientnet_lite_weights_path,
+    load_efficientnet_lite,
 )
 from lookalike.backbones.registry import BACKBONES, load_backbone
 from lookalike.catalog import BUNDLED_CATALOG_DIR, EXAMPLES_DIR, REPO_ROOT
@@ -25,11 +25,13 @@ def granny_smith_photo():
     return open_image(matches[0])
 
 
-def test_efficientnet_pooled_features_plus_the_dropped_classifier_recognise_an_apple():
-    # If a key mapping or padding were wrong, the ImageNet head on top of our features would not
-    # find the right class among 1,000.
-    source = torch.load(efficientnet_lite0_weights_path(), map_location="cpu", weights_only=True)
-    features = load_efficientnet_lite0()(BACKBONES["efficientnet-lite0"].preprocessing([granny_smith_photo()]))
+@pytest.mark.parametrize("name", ["efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"])
+def test_efficientnet_pooled_features_plus_the_dropped_classifier_recognise_an_apple(name):
+    # If a key mapping, a block count or the padding were wrong, the ImageNet head on top of our
+    # features would not find the right class among 1,000.
+    source = torch.load(efficientnet_lite_weights_path(name), map_location="cpu", weights_only=True)
+    with torch.no_grad():
+        features = load_efficientnet_lite(name)(BACKBONES[name].preprocessing([granny_smith_photo()]))
     logits = features.pooler_output @ source["_fc.weight"].T + source["_fc.bias"]
     assert int(logits.argmax()) == GRANNY_SMITH
 

