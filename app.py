@@ -15,6 +15,7 @@ from lookalike.app.json_api import API_PREFIX, ApiConfig, json_api
 from lookalike.app.layout import PAGE_CSS, AppConfig, build_demo
 from lookalike.app.service import LookalikeService
 from lookalike.app.traffic import QueueSlots, request_limits, share_fairly
+from lookalike.backbones.inference import InferenceConfig
 
 # LOOKALIKE_EMBEDDINGS points the app at other builds: a folder of builds, one build folder or a Hub
 # dataset id (USER/name), several comma-separated (lookalike/index/sources.py);
@@ -26,8 +27,15 @@ config = AppConfig(
     reports_dir=here / "reports",
     model_concurrency=int(os.environ.get("LOOKALIKE_MODEL_CONCURRENCY", AppConfig.model_concurrency)),
 )
-# Fine-tuned backbones are model folders named relative to the repository (models/...).
-service = LookalikeService.from_embeddings_dir(embeddings, max_k=config.max_k, models_root=here)
+# Fine-tuned backbones are model folders named relative to the repository (models/...). As many forward
+# passes run side by side as searches do (one OpenVINO stream each): with one stream, the second of two
+# concurrent searches waited for the first one's forward pass.
+service = LookalikeService.from_embeddings_dir(
+    embeddings,
+    max_k=config.max_k,
+    models_root=here,
+    inference=InferenceConfig(shrink_arena=True, streams=config.model_concurrency),
+)
 # Thumbnails are written once, atomically, and never change (gallery_files.py): served from their folder
 # as they are, not checked and copied into Gradio's cache for every answer (35 ms of 8 at a million products).
 gr.set_static_paths([service.thumbnails.folder])

@@ -7,6 +7,7 @@ import logging
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -100,6 +101,18 @@ def test_openvino_fp32_equals_pytorch(backbone, photos, naive_embeddings, tmp_pa
     # One query at a time, as the app embeds uploads.
     single = embed_images(backbone, [open_image(photos[0])], inference=inference)
     np.testing.assert_allclose(single, naive_embeddings[:1], atol=FP32_TOLERANCE)
+
+
+def test_openvino_streams_run_concurrent_queries_and_embed_the_same(backbone, photos, naive_embeddings, tmp_path):
+    """A server's config (one stream per search running at once): two queries side by side, same embeddings."""
+    config = InferenceConfig(kind=InferenceKind.OPENVINO, cache_dir=tmp_path, streams=2)
+    inference = load_inference(backbone, config)
+    assert inference.compiled.get_property("NUM_STREAMS") == 2
+    with ThreadPoolExecutor(2) as pool:
+        found = list(pool.map(lambda p: embed_images(backbone, [open_image(p)], inference=inference)[0], photos))
+    np.testing.assert_allclose(np.stack(found), naive_embeddings, atol=FP32_TOLERANCE)
+    with pytest.raises(ValueError, match="streams must be >= 1"):
+        InferenceConfig(streams=0)
 
 
 def test_auto_picks_openvino_first(backbone, tmp_path):

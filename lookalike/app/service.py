@@ -15,6 +15,7 @@ from PIL import Image
 
 from lookalike.app.gallery_files import ThumbnailFiles
 from lookalike.app.presentation import gallery_captions, summary_text
+from lookalike.backbones.inference import InferenceConfig
 from lookalike.backbones.registry import DEFAULT_BACKBONE
 from lookalike.evaluate.saved_reports import latest_report
 from lookalike.images import ImageError, ImageSource
@@ -242,13 +243,17 @@ class LookalikeService:
         max_k: int = 24,
         models_root: Path | None = None,
         download: Download = download_dataset,
+        inference: InferenceConfig | None = None,
     ) -> LookalikeService:
-        """Serve every build `embeddings` names: folders and Hub dataset ids, comma-separated (index.sources)."""
+        """Serve every build `embeddings` names: folders and Hub dataset ids, comma-separated (index.sources).
+
+        `inference`: how queries run (Recommender.from_path's default unless given; a server running N
+        searches at once gives N `streams`)."""
         sources = resolve_embeddings(embeddings, download)
         recommenders, problems = {}, [public_message(problem) for problem in sources.problems]
         for name, path in sources.builds.items():
             try:
-                recommenders[name] = Recommender.from_path(path, models_root=models_root)
+                recommenders[name] = Recommender.from_path(path, inference, models_root)
             except Exception as error:  # one broken build must not take the others down
                 logger.exception("Cannot serve %s", path)
                 problems.append(public_message(f"{name}: {error}"))

@@ -63,12 +63,16 @@ class InferenceConfig:
     # the largest batch for good (+800 MB after one heat-map, a batch of 32): right for a
     # long-running server, not for builds, which run batch after batch.
     shrink_arena: bool = False
+    # Forward passes that run side by side (OpenVINO streams, the threads split between them). One, for a
+    # build's batches and a lone query: every thread on one pass (the LATENCY hint). A server running N
+    # searches at once wants N: with one stream, two concurrent requests queue behind each other.
+    streams: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", InferenceKind(self.kind))
         object.__setattr__(self, "precision", Precision(self.precision))
-        if self.threads < 1:
-            raise ValueError(f"threads must be >= 1, got {self.threads}")
+        if self.threads < 1 or self.streams < 1:
+            raise ValueError(f"threads and streams must be >= 1, got {self.threads} and {self.streams}")
         if self.kind is InferenceKind.TORCH_BF16:  # the older spelling of torch at bf16
             object.__setattr__(self, "kind", InferenceKind.TORCH)
             object.__setattr__(self, "precision", Precision.BF16)
@@ -199,7 +203,7 @@ def _load(kind: InferenceKind, backbone: Backbone, config: InferenceConfig) -> I
         converted_before = openvino_model_path(backbone.name, backbone.fingerprint, config.cache_dir).is_file()
         path = export_openvino(backbone, config.cache_dir)
         inference = OpenVinoInference(
-            path, config.threads, bf16, config.cache_dir, converted_before, backbone.preprocessing
+            path, config.threads, bf16, config.cache_dir, converted_before, backbone.preprocessing, config.streams
         )
     else:
         inference = OnnxInference(export_onnx(backbone, config.cache_dir), config.threads, config.shrink_arena)
