@@ -107,10 +107,15 @@ def test_openvino_streams_run_concurrent_queries_and_embed_the_same(backbone, ph
     """A server's config (one stream per search running at once): two queries side by side, same embeddings."""
     config = InferenceConfig(kind=InferenceKind.OPENVINO, cache_dir=tmp_path, streams=2)
     inference = load_inference(backbone, config)
-    assert inference.compiled.get_property("NUM_STREAMS") == 2
     with ThreadPoolExecutor(2) as pool:
         found = list(pool.map(lambda p: embed_images(backbone, [open_image(p)], inference=inference)[0], photos))
     np.testing.assert_allclose(np.stack(found), naive_embeddings, atol=FP32_TOLERANCE)
+    # A lone pass keeps one stream on every thread; one that starts while another runs takes the streams.
+    assert inference.compiled.get_property("NUM_STREAMS") == 1
+    inference._running = 1  # as if another pass were running
+    beside = embed_images(backbone, [open_image(photos[0])], inference=inference)
+    assert inference._side_by_side_model(inference.accepts_uint8).get_property("NUM_STREAMS") == 2
+    np.testing.assert_allclose(beside, naive_embeddings[:1], atol=FP32_TOLERANCE)
     with pytest.raises(ValueError, match="streams must be >= 1"):
         InferenceConfig(streams=0)
 
