@@ -9,6 +9,7 @@ seeded generator, so that "near-identical" and "different" are never borderline.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from lookalike.recommend.recommender import (
     RecommendationRequest,
     Recommender,
 )
+from lookalike.recommend.regions import QueryRegions
 from tests.tolerances import FLOAT32_DOT_TOLERANCE
 
 # The colour-histogram backbone is only the index's stamp here (512-d): uploads arrive as vectors.
@@ -54,6 +56,16 @@ class VectorRecommender(Recommender):
         return l2_normalize(np.asarray(images, dtype=np.float32))
 
 
+class RegionVectorRecommender(VectorRecommender):
+    """Region search with the views given: a single upload arrives as (1 + regions, DIM), the whole first."""
+
+    def _embed_uploads(self, images, plain):
+        if len(images) == 1 and plain and np.ndim(images[0]) == 2:
+            views = self.embed(images[0])
+            return views[:1], views[1:]
+        return super()._embed_uploads(images, plain)
+
+
 @dataclass(frozen=True)
 class Case:
     vectors: np.ndarray
@@ -61,6 +73,7 @@ class Case:
     request: RecommendationRequest
     item_rows: list[int]
     uploads: np.ndarray  # (n, DIM), possibly empty
+    regions: np.ndarray | None = None  # (R, DIM): the one upload's regions, searched beside it
 
 
 def catalog_vectors(seed: int, copies: list[int]) -> np.ndarray:
@@ -111,6 +124,24 @@ def cases(draw, min_rows: int = 1, max_rows: int = 40) -> Case:
     return Case(vectors, labels, request, item_rows, uploads)
 
 
+@st.composite
+def region_cases(draw) -> Case:
+    """One upload searched alone, with 1-9 region views: some near catalog products, some not."""
+    case = draw(cases())
+    rng = np.random.default_rng(draw(st.integers(0, 2**31 - 1)))
+    n_regions = draw(st.integers(1, 9))
+    near = draw(st.lists(st.integers(0, len(case.vectors) - 1), min_size=n_regions, max_size=n_regions))
+    regions = [
+        case.vectors[r] + 0.5 * rng.standard_normal(DIM) / np.sqrt(DIM)
+        if draw(st.booleans())
+        else rng.standard_normal(DIM)
+        for r in near
+    ]
+    upload = case.uploads[:1] if len(case.uploads) else l2_normalize(rng.standard_normal((1, DIM)).astype(np.float32))
+    request = dataclasses.replace(case.request, less_like_ids=(), more_like_ids=())
+    return Case(case.vectors, case.labels, request, [], upload, l2_normalize(np.asarray(regions, dtype=np.float32)))
+
+
 def recommender_for(case: Case, approximate: bool) -> VectorRecommender:
     n = len(case.vectors)
     rows = datasets.Dataset.from_dict(
@@ -129,6 +160,8 @@ def recommender_for(case: Case, approximate: bool) -> VectorRecommender:
     search = AnnIndex.build(case.vectors, ANN) if approximate else ExactSearch(case.vectors)
     assert not approximate or search.index.nprobe < search.index.nlist  # the index really skips cells
     index = EmbeddingIndex(Path("generated"), rows, case.vectors, metadata, search)
+    if case.regions is not None:
+        return RegionVectorRecommender(index, BACKBONE, regions=QueryRegions())
     return VectorRecommender(index, BACKBONE)
 
 
@@ -157,7 +190,8 @@ def reference(case: Case, query_categories: set[str]) -> tuple[list[int], np.nda
         if not kept_by_filter or own_photo:
             never.add(r)
     eligible = [r for r in range(len(vectors)) if r not in never]
-    scores = {r: float(vectors[r] @ query) for r in eligible}
+    views = query[None, :] if case.regions is None else np.concatenate([query[None, :], case.regions])
+    scores = {r: float(np.max(views.astype(np.float64) @ vectors[r])) for r in eligible}
     ranked = sorted(eligible, key=lambda r: -scores[r])
     if request.collapse_duplicates:
         ranked = [kept for kept, _ in collapse_near_duplicates(case.vectors, ranked, request.duplicate_similarity)]
@@ -167,7 +201,8 @@ def reference(case: Case, query_categories: set[str]) -> tuple[list[int], np.nda
 def check_contract(case: Case, approximate: bool) -> None:
     recommender = recommender_for(case, approximate)
     ids = [f"p{r}" for r in case.item_rows]
-    answer = recommender.search(case.request, images=list(case.uploads), item_ids=ids)
+    uploads = list(case.uploads) if case.regions is None else [np.concatenate([case.uploads, case.regions])]
+    answer = recommender.search(case.request, images=uploads, item_ids=ids)
     found = answer.items
     if approximate:
         # An upload's category is its closest product's as the approximate index finds it, which for a
@@ -207,6 +242,13 @@ def test_exact_search_answers_like_the_brute_force_reference(case):
 @given(cases(min_rows=ANN_MIN_ROWS, max_rows=2 * ANN_MIN_ROWS))
 def test_approximate_search_keeps_the_contract_with_cells_left_unprobed(case):
     check_contract(case, approximate=True)
+
+
+@settings(max_examples=RUNS["exact"] // 2, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(region_cases())
+def test_region_search_answers_like_the_best_view_reference(case):
+    """A product scores by its best view (the whole photo or a region): same contract, same reference."""
+    check_contract(case, approximate=False)
 
 
 @pytest.mark.parametrize("approximate", [False, True])

@@ -21,6 +21,7 @@ from lookalike.index.store import EmbeddingIndex, load_index
 from lookalike.recommend.duplicates import DUPLICATE_SIMILARITY, collapse_near_duplicates
 from lookalike.recommend.feedback import MAX_SET_SIZE, combine_set, rocchio
 from lookalike.recommend.filters import CategoryColumn, CategoryFilter, ProductFilter
+from lookalike.recommend.regions import QueryRegions, best_of_views
 from lookalike.runtime import release_freed_memory
 
 # An upload this close to a catalog item is that item's own photo (re-encoded, resized): it is
@@ -101,13 +102,21 @@ class Recommendations:
 class Recommender:
     """An embeddings index and the backbone that made it, checked to belong together."""
 
-    def __init__(self, index: EmbeddingIndex, backbone: Backbone, inference: Inference | None = None) -> None:
+    def __init__(
+        self,
+        index: EmbeddingIndex,
+        backbone: Backbone,
+        inference: Inference | None = None,
+        regions: QueryRegions | None = None,
+    ) -> None:
         index.metadata.check_matches(
             backbone.name, backbone.embedding_dim, backbone.preprocessing, backbone.fingerprint
         )
         self.index = index
         self.backbone = backbone
         self.inference = inference  # None: the backbone's PyTorch forward pass
+        # A single uploaded photo is searched as its whole and its regions (None: as a whole only).
+        self.regions = regions
         # Read once at load: a dataset column decodes its rows again at each access, and a request's
         # work must not grow with the catalog in Python (categories are codes, a filter one gather).
         self.ids = list(index.ids)
@@ -129,7 +138,11 @@ class Recommender:
 
     @classmethod
     def from_path(
-        cls, path: str | Path, inference: InferenceConfig | None = None, models_root: Path | None = None
+        cls,
+        path: str | Path,
+        inference: InferenceConfig | None = None,
+        models_root: Path | None = None,
+        regions: QueryRegions | None = None,
     ) -> Recommender:
         """Load embeddings and their backbone; queries run on ONNX Runtime when it is available.
 
@@ -142,7 +155,7 @@ class Recommender:
         backbone = load_backbone(
             index.metadata.model_id, models_root, index.metadata.weights_fingerprint, inference.cache_dir
         )
-        return cls(index, backbone, load_inference(backbone, inference))
+        return cls(index, backbone, load_inference(backbone, inference), regions)
 
     @property
     def name(self) -> str:
@@ -181,7 +194,9 @@ class Recommender:
         own_rows = [self.row_of(item_id) for item_id in item_ids]
         query_categories = [labels[row] for row in own_rows]
         vectors = [self.index.embeddings[own_rows]]
-        uploads = self.embed(images) if images else None
+        uploads, regions = self._embed_uploads(
+            images, plain=not (item_ids or request.less_like_ids or request.more_like_ids)
+        )
         if uploads is not None:
             vectors.append(uploads)
             if request.filter.exclude_query_category:
@@ -199,8 +214,17 @@ class Recommender:
         rows = RowFilter(self._allowed(request, query_categories), [sorted(never)])
         categories = tuple(dict.fromkeys(query_categories))
         precomputed = self._precomputed(request, own_rows, rows) if uploads is None else None
-        items, precomputed_used = self._nearest(query, request, rows, uploads, precomputed)
+        items, precomputed_used = self._nearest(query, request, rows, uploads, precomputed, regions)
         return Recommendations(items, categories, precomputed_used)
+
+    def _embed_uploads(self, images: Sequence[ImageSource], plain: bool) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The uploads' embeddings and, for a single photo searched alone, its regions' (see `regions`)."""
+        if not images:
+            return None, None
+        if self.regions is None or len(images) != 1 or not plain:
+            return self.embed(images), None
+        views = self.embed(self.regions.views(open_image(images[0])))  # one batch: whole photo, then regions
+        return views[:1], views[1:]
 
     def _precomputed(
         self, request: RecommendationRequest, own_rows: list[int], rows: RowFilter
@@ -238,6 +262,7 @@ class Recommender:
         rows: RowFilter,
         uploads: np.ndarray | None,
         precomputed: tuple[list[int], list[float]] | None = None,
+        regions: np.ndarray | None = None,
     ) -> tuple[list[Recommendation], bool]:
         """The top products for `query` among the allowed rows, never an uploaded picture's own product,
         and whether the build's precomputed neighbours answered (no search).
@@ -253,20 +278,29 @@ class Recommender:
             ranked, scores = precomputed
             groups = self._fold(ranked, request, None)
             if len(groups) >= k:  # else K goes beyond them: search live
-                return self._answer(groups[:k], dict(zip(ranked, scores, strict=True)), query), True
+                return self._answer(groups[:k], dict(zip(ranked, scores, strict=True)), query[None, :]), True
         # Each upload's own product may take a place; collapsing near-duplicates can leave fewer than k:
         # search twice as deep until k survive. Bounded: at most log2(eligible / k) + 1 passes, the last
         # one over every eligible row (a catalog of one product photographed many times gets there).
+        # With regions, each view searches and a row scores by its best view (regions.best_of_views).
+        views = query[None, :] if regions is None else np.concatenate([query[None, :], regions])
+        view_rows = RowFilter(rows.allowed, None if rows.exclude is None else list(rows.exclude) * len(views))
         depth = min(n_eligible, k + (len(uploads) if uploads is not None else 0))
         while True:
-            found = self.index.top_k(query[None, :], depth, request.metric, rows)
-            ranked = found.indices[0].tolist()
-            score_of_row = dict(zip(ranked, found.scores[0].tolist(), strict=True))
+            found = self.index.top_k(views, depth, request.metric, view_rows)
+            merged = None
+            if regions is None:
+                ranked = found.indices[0].tolist()
+                score_of_row = dict(zip(ranked, found.scores[0].tolist(), strict=True))
+            else:
+                merged = best_of_views(found, self._rows, views, request.metric)
+                ranked, score_of_row = merged.ranked, merged.scores
             groups = self._fold(ranked, request, uploads)
-            if len(groups) >= k or depth == n_eligible:
+            enough = len(groups) >= k and (merged is None or merged.settles(groups[k - 1][0]))
+            if enough or depth == n_eligible:
                 break
             depth = min(n_eligible, depth * 2)
-        return self._answer(groups[:k], score_of_row, query), False
+        return self._answer(groups[:k], score_of_row, views), False
 
     def _fold(
         self, ranked: list[int], request: RecommendationRequest, uploads: np.ndarray | None
@@ -288,9 +322,10 @@ class Recommender:
             return collapse_near_duplicates(embeddings, ranked, request.duplicate_similarity)
         return [(row, []) for row in ranked]
 
-    def _answer(self, kept: list[tuple[int, list[int]]], score_of_row: dict, query: np.ndarray) -> list[Recommendation]:
+    def _answer(self, kept: list[tuple[int, list[int]]], score_of_row: dict, views: np.ndarray) -> list[Recommendation]:
+        """The kept rows as results; a result's similarity is its cosine to the query (to its best view)."""
         answer = [
-            self._recommendation(row, float(score_of_row[row]), float(self._rows[row] @ query), folded)
+            self._recommendation(row, float(score_of_row[row]), float(np.max(self._rows[row] @ views.T)), folded)
             for row, folded in kept
         ]
         self.index.release_row_pages()  # the few rows' pages read; resident, they add up over many answers
