@@ -11,7 +11,7 @@ from PIL import Image
 
 from lookalike.app.handlers import Handlers
 from lookalike.app.layout import AppConfig, build_demo, example_images
-from lookalike.app.service import LookalikeService, Query, RequestError, SearchRequest
+from lookalike.app.service import SERVED_DEFAULTS, LookalikeService, Query, RequestError, SearchRequest
 from lookalike.backbones.registry import DEFAULT_BACKBONE
 from lookalike.catalog import BUNDLED_CATALOG_DIR, EXAMPLES_DIR, REPO_ROOT, CatalogSource
 from lookalike.indexing.builder import BuildConfig, build_index
@@ -36,13 +36,15 @@ def test_every_bundled_backbone_answers_example_and_catalog_photos(bundled_servi
 
 
 def test_one_default_backbone_for_the_service_the_page_and_the_api(bundled_service):
-    assert next(iter(bundled_service.recommenders)) != DEFAULT_BACKBONE  # folder order would pick another
-    assert bundled_service.recommender_for(None).name == DEFAULT_BACKBONE
+    """The instance fine-tuned build (street-to-shop's winner) wherever a search names no backbone."""
+    default = SERVED_DEFAULTS[0]
+    assert next(iter(bundled_service.recommenders)) != default  # folder order would pick another
+    assert bundled_service.recommender_for(None) is bundled_service.recommenders[default]
     demo = build_demo(bundled_service, AppConfig())
     dropdowns = [c["props"] for c in demo.config["components"] if c["props"].get("label", "").startswith("Backbone")]
-    assert dropdowns and all(d["value"] == DEFAULT_BACKBONE for d in dropdowns)
+    assert dropdowns and all(d["value"] == default for d in dropdowns)
     recommend = demo.get_api_info()["named_endpoints"]["/recommend"]["parameters"]
-    assert next(p for p in recommend if p["parameter_name"] == "backbone")["parameter_default"] == DEFAULT_BACKBONE
+    assert next(p for p in recommend if p["parameter_name"] == "backbone")["parameter_default"] == default
 
 
 def test_messages_to_the_public_name_no_server_folder(bundled_service, tmp_path):

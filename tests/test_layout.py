@@ -46,7 +46,14 @@ def test_the_upload_is_the_card_the_parquet_and_the_metadata_never_the_serving_c
 
 
 @pytest.mark.parametrize(
-    "name", ["efficientnet-lite0", "mobilenet-v2", "color-histogram", "efficientnet-lite0-finetuned"]
+    "name",
+    [
+        "efficientnet-lite0",
+        "mobilenet-v2",
+        "color-histogram",
+        "efficientnet-lite0-finetuned",
+        "efficientnet-lite0-instance",
+    ],
 )
 def test_committed_builds_are_in_the_hub_layout_and_load_dataset_reads_them(name):
     folder = BUNDLED / name
@@ -99,6 +106,7 @@ def test_embeddings_setting_takes_folders_builds_and_hub_ids(small_index_dir, tm
         "color-histogram",
         "efficientnet-lite0",
         "efficientnet-lite0-finetuned",
+        "efficientnet-lite0-instance",
         "mobilenet-v2",
         "shop/lookalike-catalog",
         # The same folder name as a bundled build: told apart by its parent's name, not the server's path.

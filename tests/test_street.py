@@ -19,8 +19,10 @@ from lookalike.evaluate.street_scenes import (
     background_photos,
     compose_scene,
     cut_out,
-    main as scenes_main,
     write_scene_folder,
+)
+from lookalike.evaluate.street_scenes import (
+    main as scenes_main,
 )
 from lookalike.recommend.recommender import Recommender
 from tests.conftest import SMALL_CATEGORIES
@@ -71,7 +73,9 @@ def test_every_scene_is_the_configured_size_and_a_seed_remakes_it(seed, n_others
 def test_the_product_is_in_the_scene():
     """The scene's red pixels (the product's colour, absent from a grey background) cover a good part of it."""
     config = SceneConfig(brightness=(1, 1), contrast=(1, 1), colour_cast=0, blur_probability=0)
-    scene = compose_scene(cut_out(packshot()), Image.new("RGB", (640, 480), "grey"), [], config, np.random.default_rng(3))
+    scene = compose_scene(
+        cut_out(packshot()), Image.new("RGB", (640, 480), "grey"), [], config, np.random.default_rng(3)
+    )
     pixels = np.asarray(scene).astype(int)
     red = (pixels[..., 0] > pixels[..., 1] + 60).mean()
     assert 0.05 < red < 0.6
@@ -125,7 +129,15 @@ def test_the_benchmark_scores_the_apps_search_against_a_plain_reference(small_in
 
 def test_the_cli_reports_instance_and_category_figures_with_a_grid(small_index_dir, scene_folder, tmp_path, capsys):
     code = evaluate_main(
-        [str(small_index_dir), "--queries", str(scene_folder), "--json", str(tmp_path / "f.json"), "--report", str(tmp_path)]
+        [
+            str(small_index_dir),
+            "--queries",
+            str(scene_folder),
+            "--json",
+            str(tmp_path / "f.json"),
+            "--report",
+            str(tmp_path),
+        ]
     )
     assert code == 0
     figures = json.loads((tmp_path / "f.json").read_text())

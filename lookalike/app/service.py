@@ -37,6 +37,12 @@ class RequestError(ValueError):
 _SERVER_PATH = re.compile(r"(?<![\w.:/])(?:/[\w.\-+@~]+){2,}/?")
 
 
+# The build (folder) a search uses unless it names one: the instance fine-tuned backbone finds the very product in
+# shoppers' photos (street-to-shop R@1 0.93 against 0.65 pre-trained, README) and keeps categories
+# apart better too; then the registry's default, for a folder that has only that.
+SERVED_DEFAULTS = (f"{DEFAULT_BACKBONE}-instance", DEFAULT_BACKBONE)
+
+
 def public_message(text: str) -> str:
     """`text` with every absolute server path cut to its last part: what the public sees names no folder
     of the server (an upload's temp file, a build's location), only the file or build it is about.
@@ -261,11 +267,11 @@ class LookalikeService:
 
     @property
     def default_backbone(self) -> str | None:
-        """What a search that names no backbone uses, on the page and through every API: the registry's
-        default where it was built, else the first build served (None: nothing is served)."""
-        if DEFAULT_BACKBONE in self.recommenders:
-            return DEFAULT_BACKBONE
-        return next(iter(self.recommenders), None)
+        """What a search that names no backbone uses, on the page and through every API: the first of
+        SERVED_DEFAULTS that was built, else the first build served (None: nothing is served)."""
+        return next(
+            (name for name in SERVED_DEFAULTS if name in self.recommenders), next(iter(self.recommenders), None)
+        )
 
     def recommender_for(self, backbone: str | None) -> Recommender:
         if not self.recommenders:
