@@ -273,12 +273,13 @@ def measure_app(build: Path, n_items: int, scratch: Path) -> dict[str, object]:
     return figures
 
 
-def run(items: int, scratch: Path, keep: bool) -> dict[str, object]:
-    build, build_json = scratch / f"scale-{items}", scratch / f"scale-{items}.json"
-    record: dict[str, object] = {"items": items}
+def run(items: int, scratch: Path, keep: bool, source: Path = scale.DEFAULT_SOURCE) -> dict[str, object]:
+    build, build_json = scratch / f"scale-{items}-{source.name}", scratch / f"scale-{items}-{source.name}.json"
+    record: dict[str, object] = {"items": items, "source": source.name}
     if not (build / "lookalike.json").is_file():
         # In a process of its own, so that its peak RSS is the build's alone.
         command = [sys.executable, str(Path(scale.__file__)), "--items", str(items), "--output", str(build)]
+        command += ["--source", str(source)]
         subprocess.run([*command, "--json", str(build_json)], check=True, stdout=subprocess.DEVNULL)
     if build_json.is_file():  # the figures of the run that wrote the folder
         record["build"] = json.loads(build_json.read_text())
@@ -363,6 +364,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--items", type=int, nargs="+", default=[30_000, 100_000, 1_000_000])
     parser.add_argument("--scratch", type=Path, default=REPO_ROOT / "data" / "scale")
     parser.add_argument("--keep", action="store_true", help="keep the build folders")
+    parser.add_argument(
+        "--source", type=Path, default=scale.DEFAULT_SOURCE, help="the build whose embeddings and backbone it scales"
+    )
     parser.add_argument("--json", type=Path)
     parser.add_argument("--table", type=Path, help="print the README table of a saved --json run, measure nothing")
     args = parser.parse_args(argv)
@@ -371,7 +375,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         return []
     records = []
     for items in args.items:
-        records.append(run(items, args.scratch, args.keep))
+        records.append(run(items, args.scratch, args.keep, args.source))
         print(json.dumps(records[-1], indent=2), flush=True)
         if args.json:
             args.json.write_text(json.dumps(records, indent=2) + "\n")
