@@ -74,6 +74,9 @@ class InstanceConfig:
     eval_k: int = 1  # validation Recall@K per epoch, on scenes of train backgrounds not trained on
 
     def __post_init__(self) -> None:
+        # From the command line both arrive as strings: compared by identity below, they must be typed.
+        object.__setattr__(self, "protocol", InstanceProtocol(self.protocol))
+        object.__setattr__(self, "backgrounds", Path(self.backgrounds))
         if min(self.epochs, self.batch_size, self.trainable_blocks, self.scenes_per_product, self.eval_k) < 1:
             raise ValueError("epochs, batch_size, trainable_blocks, scenes_per_product and eval_k must be >= 1")
         if self.category_weight < 0:
