@@ -78,7 +78,7 @@ def measure(name: str, build_dir: Path, queries, regions: QueryRegions | None) -
     category = evaluate_query_set(index, query_set(index, Protocol.LEAVE_ONE_OUT), (5,))
     row = {
         "method": name,
-        "backbone": recommender.name,
+        "backbone": Path(recommender.name).name,  # a model folder's name, not where this machine keeps it
         "regions": None if regions is None else {"scale": regions.scale, "grid": regions.grid},
         "n_queries": street.n_queries,
         "recall_at_k": street.recall_at_k,
@@ -110,6 +110,32 @@ def held_out(model_dir: Path, scratch: Path, queries) -> list[dict[str, object]]
     return rows
 
 
+def recommend_through_http(scratch: Path, n: int = 50) -> dict[str, object]:
+    """`python app.py` serving the bundled builds as a clean clone does: `/recommend` with the default
+    build (no backbone named), p50/p95 of upload, answer and thumbnails, as benchmarks/scale_app.py
+    measures a million products."""
+    from benchmarks.hostile import started_app
+    from benchmarks.scale_app import HttpClient, percentile
+    from lookalike.app.service import SERVED_DEFAULTS
+    from lookalike.catalog import EXAMPLES_DIR
+
+    photos = sorted(EXAMPLES_DIR.glob("*/*.jpg"))
+    scratch.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="app-", dir=scratch))
+    with started_app(REPO_ROOT / "embeddings", folder, {}) as (url, _, _):
+        client = HttpClient(url, SERVED_DEFAULTS[0])  # the default build, what the page starts with
+        for photo in photos[:5]:
+            client.search("recommend", photo)
+        latencies = [client.search("recommend", photos[i % len(photos)])[0] for i in range(n)]
+        client.close()
+    return {
+        "recommend_p50_ms": round(1000 * statistics.median(latencies)),
+        "recommend_p95_ms": round(1000 * percentile(latencies, 0.95)),
+        "n": n,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -117,8 +143,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", type=Path)
     parser.add_argument("--held-out-model", type=Path, help="a model trained with --protocol held-out")
+    parser.add_argument("--http-only", action="store_true", help="measure only /recommend through HTTP (273 products)")
     args = parser.parse_args(argv)
     scratch = args.scratch or Path(tempfile.mkdtemp(prefix="street-to-shop-"))
+    if args.http_only:
+        figures = recommend_through_http(scratch)
+        print(json.dumps(figures))
+        if args.json:
+            args.json.write_text(json.dumps(figures, indent=2), encoding="utf-8")
+        return 0
     folder = scratch / "queries"
     if not (folder / "metadata.csv").is_file():
         write_scenes(["--output", str(folder)])
