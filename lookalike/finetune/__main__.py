@@ -53,19 +53,29 @@ def main(argv: list[str] | None = None) -> int:
         cache_features=not args.no_cache,
         **option_values(args, TRAINING_OPTIONS),
     )
+    return run_and_report(
+        lambda: finetune(config),
+        lambda result, first, last: (
+            f"P@{config.eval_k} on the test split: {first.precision_at_k:.4f} pre-trained -> "
+            f"{last.precision_at_k:.4f} fine-tuned ({result.n_train} train images, {config.epochs} epochs"
+        ),
+        args.push_to_hub,
+    )
+
+
+def run_and_report(train, summary, push_to: str | None) -> int:
+    """Train, say what changed (`summary` of the result, its first and last epoch) and where the model is."""
     try:
-        result = finetune(config)
+        result = train()
     except (ValueError, OSError, ImageError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    first, last = result.history[0], result.history[-1]
     print(
-        f"P@{config.eval_k} on the test split: {first.precision_at_k:.4f} pre-trained -> {last.precision_at_k:.4f} "
-        f"fine-tuned ({result.n_train} train images, {config.epochs} epochs, {result.minutes:.1f} min). "
+        f"{summary(result, result.history[0], result.history[-1])}, {result.minutes:.1f} min). "
         f"Saved to {result.output}; use it with --model {result.output}"
     )
-    if args.push_to_hub:
-        return push_exit_code(lambda: push_finetuned(result.output, args.push_to_hub))
+    if push_to:
+        return push_exit_code(lambda: push_finetuned(result.output, push_to))
     return 0
 
 
@@ -81,20 +91,14 @@ def instance_main(args, argv: list[str]) -> int:
     config = InstanceConfig(
         source=catalog_source(args), output=args.output, **given, **option_values(args, INSTANCE_OPTIONS)
     )
-    try:
-        result = finetune_instances(config)
-    except (ValueError, OSError, ImageError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    first, last = result.history[0], result.history[-1]
-    print(
-        f"R@{config.eval_k} of validation scenes: {first.recall_at_k:.4f} pre-trained -> {last.recall_at_k:.4f} "
-        f"fine-tuned ({len(result.trained_products)} products, {config.epochs} epochs, {result.minutes:.1f} min). "
-        f"Saved to {result.output}; use it with --model {result.output}"
+    return run_and_report(
+        lambda: finetune_instances(config),
+        lambda result, first, last: (
+            f"R@{config.eval_k} of validation scenes: {first.recall_at_k:.4f} pre-trained -> {last.recall_at_k:.4f} "
+            f"fine-tuned ({len(result.trained_products)} products, {config.epochs} epochs"
+        ),
+        args.push_to_hub,
     )
-    if args.push_to_hub:
-        return push_exit_code(lambda: push_finetuned(result.output, args.push_to_hub))
-    return 0
 
 
 if __name__ == "__main__":

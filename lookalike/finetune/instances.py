@@ -34,7 +34,7 @@ from lookalike.evaluate.metrics import instance_recall_at_k
 from lookalike.evaluate.street_scenes import SceneConfig, background_photos, compose_scene, cut_out
 from lookalike.finetune.augment import Augmentation
 from lookalike.finetune.losses import ProxyCosFaceLoss
-from lookalike.finetune.training import schedule, write_model_folder
+from lookalike.finetune.training import schedule, train_step, write_model_folder
 from lookalike.finetune.trunk import trunk_of
 from lookalike.images import open_image
 from lookalike.index.exact import top_k
@@ -226,11 +226,7 @@ def finetune_instances(config: InstanceConfig, show_progress: bool = True) -> In
             loss = instance_loss(embeddings, product_labels[product])
             if config.category_weight:
                 loss = loss + config.category_weight * category_loss(embeddings, category_labels[product])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            losses.append(loss.item())
+            losses.append(train_step(loss, optimizer, scheduler))
             bar.set_postfix(loss=f"{np.mean(losses):.3f}")
         recall = _validation_recall(views, cached[0], validation, config.eval_k)
         history.append(InstanceEpoch(epoch, float(np.mean(losses)), recall, time.perf_counter() - epoch_started))

@@ -197,6 +197,15 @@ def schedule(total_steps: int) -> Callable[[int], float]:
     )
 
 
+def train_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scheduler) -> float:
+    """One optimisation step on `loss`; its value."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    scheduler.step()
+    return loss.item()
+
+
 def finetune(config: FinetuneConfig, show_progress: bool = True) -> FinetuneResult:
     started = time.perf_counter()
     torch.manual_seed(config.seed)
@@ -234,12 +243,9 @@ def finetune(config: FinetuneConfig, show_progress: bool = True) -> FinetuneResu
         for step in bar:
             rows = order[step * config.batch_size : (step + 1) * config.batch_size]
             hidden, begin = inputs.training_batch(data, rows, rng)
-            loss = loss_fn(trunk.upper(hidden, begin), data.train_labels[rows])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            losses.append(loss.item())
+            losses.append(
+                train_step(loss_fn(trunk.upper(hidden, begin), data.train_labels[rows]), optimizer, scheduler)
+            )
             bar.set_postfix(loss=f"{np.mean(losses):.3f}")
         precision = measure(inputs, data, config.eval_k)
         history.append(EpochRecord(epoch, float(np.mean(losses)), precision, time.perf_counter() - epoch_started))
