@@ -26,6 +26,11 @@ logger = logging.getLogger(__name__)
 PERFORMANCE_HINT = "LATENCY"
 
 
+# The largest batch a pass that starts beside another may run on the streams compilation: a photo and
+# its regions (recommend/regions.py: 1 + 9).
+SIDE_BY_SIDE_MAX_BATCH = 10
+
+
 def openvino_model_path(name: str, fingerprint: str, cache_dir: Path) -> Path:
     """The IR (.xml, with its .bin beside it) of a backbone's weights."""
     return Path(cache_dir) / "openvino" / f"{export_stem(name, fingerprint)}.xml"
@@ -158,7 +163,10 @@ class OpenVinoInference:
             raise ValueError("uint8 crops need the OpenVinoInference built with their Preprocessing")
         key = "uint8" if is_uint8 else "float32"
         with self._lock:
-            side_by_side = self.streams > 1 and self._running > 0
+            # Queries only: a big batch (a heat-map's occluded copies) keeps the one-stream model, since each
+            # thread's request of the streams compilation would keep that batch's buffers (+600 MB after a
+            # burst of 24 heat-maps, tests/test_hostile.py).
+            side_by_side = self.streams > 1 and self._running > 0 and len(pixel_values) <= SIDE_BY_SIDE_MAX_BATCH
             self._running += 1
         try:
             key += "-side-by-side" if side_by_side else ""
