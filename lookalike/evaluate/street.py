@@ -94,7 +94,7 @@ def evaluate_street(
     """Search each photo as the page does and score the answers (see the module's docstring)."""
     if not queries:
         raise ValueError("no street queries to evaluate")
-    known = set(recommender.ids) | {pid for pid in _catalog_product_ids(recommender)}
+    known = set(recommender.ids) | set(_catalog_product_ids(recommender))
     unknown = sorted({q.product_id for q in queries} - known)
     if unknown:
         raise ValueError(f"{len(unknown)} query product(s) are not in the {recommender.name} catalog: {unknown[:5]}")

@@ -29,8 +29,9 @@ import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 from scipy import ndimage
 
+from lookalike.catalog import IMAGE_SUFFIXES
+
 WHITE_LEVEL = 232  # a pixel at least this bright in every channel may be the packshot's background
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,7 @@ class ScenePhoto:
 def background_photos(folder: Path) -> list[Path]:
     photos = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not photos:
-        raise ValueError(f"{folder} holds no background photographs ({', '.join(IMAGE_SUFFIXES)})")
+        raise ValueError(f"{folder} holds no background photographs ({', '.join(sorted(IMAGE_SUFFIXES))})")
     return photos
 
 
