@@ -16,6 +16,7 @@ from lookalike.app.layout import PAGE_CSS, AppConfig, build_demo
 from lookalike.app.service import LookalikeService
 from lookalike.app.traffic import QueueSlots, request_limits, share_fairly
 from lookalike.backbones.inference import InferenceConfig
+from lookalike.runtime import share_blas_threads
 
 # LOOKALIKE_EMBEDDINGS points the app at other builds: a folder of builds, one build folder or a Hub
 # dataset id (USER/name), several comma-separated (lookalike/index/sources.py);
@@ -36,6 +37,7 @@ service = LookalikeService.from_embeddings_dir(
     models_root=here,
     inference=InferenceConfig(shrink_arena=True, streams=config.model_concurrency),
 )
+share_blas_threads(config.model_concurrency)  # after loading: FAISS brings its own BLAS
 # Thumbnails are written once, atomically, and never change (gallery_files.py): served from their folder
 # as they are, not checked and copied into Gradio's cache for every answer (35 ms of 8 at a million products).
 gr.set_static_paths([service.thumbnails.folder])

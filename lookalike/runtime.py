@@ -1,4 +1,5 @@
-"""Process memory: malloc tunables set before the interpreter starts, and handing freed pages back."""
+"""Process resources: malloc tunables set before the interpreter starts, handing freed pages back, and the
+cores a server's concurrent searches share."""
 
 from __future__ import annotations
 
@@ -49,3 +50,18 @@ def release_freed_memory() -> bool:
         return False
     libc.malloc_trim(0)
     return True
+
+
+def share_blas_threads(searches_at_once: int) -> int:
+    """Give each of `searches_at_once` concurrent searches its share of the cores in BLAS (numpy's matrix
+    products, for every library loaded so far), and return that share.
+
+    OpenBLAS otherwise runs each small product on every core and its threads spin after it: with two
+    searches at once on two cores, a by-id answer (a few dozen candidates compared pairwise) cost the
+    server twice the CPU (12-14 against 6-7 ms through HTTP, benchmarks/json_api.py).
+    """
+    from threadpoolctl import threadpool_limits
+
+    threads = max(1, (os.cpu_count() or 1) // max(1, searches_at_once))
+    threadpool_limits(threads, user_api="blas")
+    return threads
