@@ -247,3 +247,15 @@ def test_the_api_takes_facets_price_and_stock_after_the_other_filters(build, ser
     assert len(results) == K and {r["brand"] for r in results} == {brand}
     assert all(low <= r["price"] <= high and r["availability"] == "in_stock" for r in results)
     assert all(r["title"] and r["link"].startswith("https://shop.example/p/") for r in results)
+
+
+def test_a_small_matrix_is_read_from_memory(tmp_path):
+    # Each file read lets go of the GIL; a server thread reading an answer's rows one by one then waits
+    # for the event loop, so a matrix this small is copied into memory once instead.
+    matrix = np.random.default_rng(1).standard_normal((300, 64)).astype(np.float32)
+    np.save(tmp_path / "m.npy", matrix)
+    mapped = np.load(tmp_path / "m.npy", mmap_mode="r")
+    resident = row_reader(mapped)
+    assert type(resident) is np.ndarray and not np.shares_memory(resident, mapped)
+    np.testing.assert_array_equal(resident[[5, 3, 299]], matrix[[5, 3, 299]])
+    assert isinstance(row_reader(mapped, resident_up_to=matrix.nbytes - 1), MatrixFile)
