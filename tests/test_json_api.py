@@ -106,17 +106,22 @@ def test_the_openapi_description_and_docs_page(client):
     assert "openapi.json" in client.get("/docs").text
 
 
-def test_past_the_queue_requests_hear_429_with_retry_after(service):
-    """One search at a time, one waiting: of six at once, one runs, one waits, four are told to come back."""
-    release = threading.Event()
-    slow = LookalikeService(service.recommenders, max_k=service.max_k, thumbnails=service.thumbnails)
+def held_service(service, release: threading.Event) -> LookalikeService:
+    """`service` whose searches wait for `release` first."""
+    held = LookalikeService(service.recommenders, max_k=service.max_k, thumbnails=service.thumbnails)
 
     def search(query, request):
         release.wait(10)
         return service.search(query, request)
 
-    slow.search = search
-    api = json_api(slow, ApiConfig(concurrency=1, max_waiting=1, retry_after_seconds=3))
+    held.search = search
+    return held
+
+
+def test_past_the_queue_requests_hear_429_with_retry_after(service):
+    """One search at a time, one waiting: of six at once, one runs, one waits, four are told to come back."""
+    release = threading.Event()
+    api = json_api(held_service(service, release), ApiConfig(concurrency=1, max_waiting=1, retry_after_seconds=3))
     item = service.recommender_for(None).ids[0]
 
     async def burst():
@@ -132,6 +137,41 @@ def test_past_the_queue_requests_hear_429_with_retry_after(service):
     assert statuses == [200, 200, 429, 429, 429, 429]
     refused = [r for r in responses if r.status_code == 429]
     assert all(r.headers["retry-after"] == "3" and "busy" in r.json()["detail"] for r in refused)
+
+
+def test_a_refused_upload_is_never_read(service, example_photo):
+    """Past the queue, a POST hears 429 before its body is read: a flood of big uploads costs no parsing."""
+    release = threading.Event()
+    api = json_api(held_service(service, release), ApiConfig(concurrency=1, max_waiting=1))
+    item = service.recommender_for(None).ids[0]
+    part = b"--b\r\nContent-Disposition: form-data; name=image; filename=p.jpg\r\n\r\n"
+    body = part + example_photo.read_bytes() + b"\r\n--b--\r\n"
+    reads, sent = [], []
+
+    async def receive():
+        reads.append(True)
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    async def flood():
+        transport = httpx.ASGITransport(app=api)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+            held = [asyncio.create_task(http.get("/similar", params={"id": item})) for _ in range(2)]
+            await asyncio.sleep(0.5)  # one runs (held), one waits: the line is full
+            scope = {
+                "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+                "scheme": "http", "path": "/similar", "raw_path": b"/similar", "root_path": "", "query_string": b"",
+                "headers": [(b"host", b"api"), (b"content-type", b"multipart/form-data; boundary=b")],
+                "client": ("127.0.0.1", 1), "server": ("api", 80),
+            }  # fmt: skip
+            await api(scope, receive, send)
+            release.set()
+            return await asyncio.gather(*held)
+
+    assert [r.status_code for r in asyncio.run(flood())] == [200, 200]
+    assert sent[0]["status"] == 429 and not reads
 
 
 def test_cors_only_for_the_shops_own_origins(service):

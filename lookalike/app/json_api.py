@@ -67,21 +67,50 @@ class LocalSlots:
 
 
 class Admission:
-    """A bounded queue in front of the model: a slot to run in, `max_waiting` wait for one, the rest hear 429."""
+    """A bounded queue in front of the model: a slot to run in, `max_waiting` wait for one, the rest hear 429.
+
+    A request takes its place in line before it reads its body: a refused upload is never read or parsed.
+    """
 
     def __init__(self, config: ApiConfig, slots: LocalSlots | QueueSlots) -> None:
         self.config, self.slots = config, slots
         self.waiting = 0
 
-    async def run(self, function, *args):
+    @contextlib.asynccontextmanager
+    async def place(self) -> AsyncIterator[_Place]:
+        """A place in line for a slot, or 429 with Retry-After at once when the line is full."""
         if self.waiting >= self.config.max_waiting:
             raise HTTPException(429, BUSY_MESSAGE, headers={"Retry-After": str(self.config.retry_after_seconds)})
+        self.waiting += 1
+        place = _Place(self)
+        try:
+            yield place
+        finally:
+            place.leave_line()
+
+    async def run(self, function, *args):
+        async with self.place() as place:
+            return await place.run(function, *args)
+
+
+class _Place:
+    """One request's place in the Admission line, until it runs in a slot or gives up."""
+
+    def __init__(self, admission: Admission) -> None:
+        self.admission, self.in_line = admission, True
+
+    def leave_line(self) -> None:
+        if self.in_line:
+            self.in_line = False
+            self.admission.waiting -= 1
+
+    async def run(self, function, *args):
+        """Wait for a slot (leaving the line for it), run `function(*args)` in a worker thread in it."""
         async with contextlib.AsyncExitStack() as slot:
-            self.waiting += 1
             try:
-                await slot.enter_async_context(self.slots.held())
+                await slot.enter_async_context(self.admission.slots.held())
             finally:
-                self.waiting -= 1
+                self.leave_line()
             return await run_in_threadpool(function, *args)
 
 
@@ -137,14 +166,15 @@ def json_api(
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > MAX_IMAGE_BYTES + FORM_OVERHEAD_BYTES:
             raise HTTPException(413, f"The photo is over the {MAX_IMAGE_BYTES // 1024**2} MB limit.")
-        async with request.form(max_files=1, max_fields=16) as form:
-            image = form.get("image")
-            if image is None or isinstance(image, str):
-                raise HTTPException(400, "Send the photo as the multipart form field 'image'.")
-            data = await image.read(MAX_IMAGE_BYTES + 1)
-        if len(data) > MAX_IMAGE_BYTES:
-            raise HTTPException(413, f"The photo is over the {MAX_IMAGE_BYTES // 1024**2} MB limit.")
-        found, name = await admission.run(search, SearchQuery(images=(data,)), options)
+        async with admission.place() as place:
+            async with request.form(max_files=1, max_fields=16) as form:
+                image = form.get("image")
+                if image is None or isinstance(image, str):
+                    raise HTTPException(400, "Send the photo as the multipart form field 'image'.")
+                data = await image.read(MAX_IMAGE_BYTES + 1)
+            if len(data) > MAX_IMAGE_BYTES:
+                raise HTTPException(413, f"The photo is over the {MAX_IMAGE_BYTES // 1024**2} MB limit.")
+            found, name = await place.run(search, SearchQuery(images=(data,)), options)
         return answer(request, found, name, started)
 
     @api.get("/similar", summary="Products similar to a catalog product")
