@@ -35,7 +35,7 @@ from lookalike.evaluate.street_scenes import SceneConfig, background_photos, com
 from lookalike.finetune.augment import Augmentation
 from lookalike.finetune.losses import ProxyCosFaceLoss
 from lookalike.finetune.training import schedule, train_step, write_model_folder
-from lookalike.finetune.trunk import trunk_of
+from lookalike.finetune.trunk import CACHE_BATCH, trunk_of
 from lookalike.images import open_image
 from lookalike.index.exact import top_k
 
@@ -132,11 +132,8 @@ class _Views:
 
     @torch.inference_mode()
     def lower(self, images: list[Image.Image]) -> torch.Tensor:
-        chunks = []
-        for start in range(0, len(images), 32):
-            pixels = self.backbone.preprocessing(images[start : start + 32])
-            chunks.append(self.trunk.lower(pixels, self.n_frozen).to(torch.float16))
-        return torch.cat(chunks)
+        batches = (self.backbone.preprocessing(images[s : s + CACHE_BATCH]) for s in range(0, len(images), CACHE_BATCH))
+        return self.trunk.cached_lower(batches, self.n_frozen)
 
     def cache(self, rows: np.ndarray) -> torch.Tensor:
         """View 0 the packshot, view 1 an augmented packshot, the others scenes."""
@@ -149,8 +146,7 @@ class _Views:
                 rng = np.random.default_rng([self.config.seed, 1])
                 arrays = [augmentation.view(self.packshots[r], preprocessing, rng) for r in rows]
                 with torch.inference_mode():
-                    hidden = self.trunk.lower(torch.from_numpy(np.stack(arrays)), self.n_frozen)
-                views.append(hidden.to(torch.float16))
+                    views.append(self.trunk.cached_lower([torch.from_numpy(np.stack(arrays))], self.n_frozen))
                 continue
             else:
                 images = [self.scene(int(r), view, salt=0) for r in rows]

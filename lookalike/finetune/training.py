@@ -22,7 +22,7 @@ from lookalike.evaluate.metrics import precision_at_k
 from lookalike.evaluate.plots import training_curves
 from lookalike.finetune.augment import Augmentation
 from lookalike.finetune.losses import ProxyCosFaceLoss
-from lookalike.finetune.trunk import Trunk, trunk_of
+from lookalike.finetune.trunk import CACHE_BATCH, Trunk, trunk_of
 from lookalike.hub import upload_or_explain
 from lookalike.images import ImageError, open_image
 from lookalike.index.exact import top_k
@@ -132,12 +132,12 @@ class _Inputs:
 
     @torch.inference_mode()
     def _lower(self, images: list, view: int, description: str) -> torch.Tensor:
-        chunks, size = [], 32
-        for start in tqdm(range(0, len(images), size), desc=description, disable=not self.show, leave=False):
-            batch = images[start : start + size]
-            pixels = self._pixels(batch, view, list(range(start, start + len(batch))))
-            chunks.append(self.trunk.lower(pixels, self.n_frozen).to(torch.float16))
-        return torch.cat(chunks)
+        starts = tqdm(range(0, len(images), CACHE_BATCH), desc=description, disable=not self.show, leave=False)
+        batches = (
+            self._pixels(images[s : s + CACHE_BATCH], view, list(range(s, min(s + CACHE_BATCH, len(images)))))
+            for s in starts
+        )
+        return self.trunk.cached_lower(batches, self.n_frozen)
 
     def prepare(self, data: _Data) -> None:
         """Cache frozen-block outputs: the plain test and train photos, then augmented train views."""

@@ -6,13 +6,15 @@ then run once per image (their output cached), not once per step.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from lookalike.backbones.pooling import PooledFeatures
+
+CACHE_BATCH = 32  # images through the frozen blocks at a time while caching their outputs
 
 
 @dataclass
@@ -31,6 +33,11 @@ class Trunk:
         for block in self.blocks[:n_frozen]:
             hidden = block(hidden)
         return hidden
+
+    def cached_lower(self, batches: Iterable[torch.Tensor], n_frozen: int) -> torch.Tensor:
+        """`lower` of batches of pixels, joined, in fp16: what fine-tuning keeps of each view (half the
+        memory of fp32; the trainable blocks read it back as fp32)."""
+        return torch.cat([self.lower(pixels, n_frozen).to(torch.float16) for pixels in batches])
 
     def upper(self, hidden: torch.Tensor, n_frozen: int) -> torch.Tensor:
         """Pooled features from the output of the first `n_frozen` blocks."""
