@@ -139,18 +139,38 @@ def test_past_the_queue_requests_hear_429_with_retry_after(service):
     assert all(r.headers["retry-after"] == "3" and "busy" in r.json()["detail"] for r in refused)
 
 
-def test_a_refused_upload_is_never_read(service, example_photo):
-    """Past the queue, a POST hears 429 before its body is read: a flood of big uploads costs no parsing."""
+def multipart(photo: bytes) -> bytes:
+    part = b"--b\r\nContent-Disposition: form-data; name=image; filename=p.jpg\r\n\r\n"
+    return part + photo + b"\r\n--b--\r\n"
+
+
+def post_scope(path: str = "/similar") -> dict:
+    """An ASGI request of a multipart POST, for calls whose body a test hands over itself."""
+    return {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": path, "raw_path": path.encode(), "root_path": "", "query_string": b"",
+        "headers": [(b"host", b"api"), (b"content-type", b"multipart/form-data; boundary=b")],
+        "client": ("127.0.0.1", 1), "server": ("api", 80),
+    }  # fmt: skip
+
+
+async def until(condition, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        await asyncio.sleep(0.01)
+
+
+def test_an_upload_arriving_at_a_full_line_is_refused_unread(service, example_photo):
+    """Past the queue, a POST hears 429 before its body is read: a flood of big uploads is not parsed."""
     release = threading.Event()
     api = json_api(held_service(service, release), ApiConfig(concurrency=1, max_waiting=1))
     item = service.recommender_for(None).ids[0]
-    part = b"--b\r\nContent-Disposition: form-data; name=image; filename=p.jpg\r\n\r\n"
-    body = part + example_photo.read_bytes() + b"\r\n--b--\r\n"
     reads, sent = [], []
 
     async def receive():
         reads.append(True)
-        return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.request", "body": multipart(example_photo.read_bytes()), "more_body": False}
 
     async def send(message):
         sent.append(message)
@@ -159,19 +179,48 @@ def test_a_refused_upload_is_never_read(service, example_photo):
         transport = httpx.ASGITransport(app=api)
         async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
             held = [asyncio.create_task(http.get("/similar", params={"id": item})) for _ in range(2)]
-            await asyncio.sleep(0.5)  # one runs (held), one waits: the line is full
-            scope = {
-                "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-                "scheme": "http", "path": "/similar", "raw_path": b"/similar", "root_path": "", "query_string": b"",
-                "headers": [(b"host", b"api"), (b"content-type", b"multipart/form-data; boundary=b")],
-                "client": ("127.0.0.1", 1), "server": ("api", 80),
-            }  # fmt: skip
-            await api(scope, receive, send)
+            await until(lambda: api.state.admission.waiting == 1)  # one runs (held), one waits: the line is full
+            await api(post_scope(), receive, send)
             release.set()
             return await asyncio.gather(*held)
 
     assert [r.status_code for r in asyncio.run(flood())] == [200, 200]
     assert sent[0]["status"] == 429 and not reads
+
+
+def test_a_stalled_upload_holds_no_place_of_the_line_and_times_out(service, example_photo):
+    """A photo that never finishes arriving refuses other uploads only (their own bound), never a search,
+    and hears 408 after upload_seconds; a refused or bad upload gives its room back."""
+    config = ApiConfig(concurrency=2, max_waiting=1, max_uploading=1, upload_seconds=1.0)
+    api = json_api(service, config)
+    photo = example_photo.read_bytes()
+    sent, first_part = [], [{"type": "http.request", "body": multipart(photo)[:100], "more_body": True}]
+
+    async def stalled_receive():
+        if first_part:
+            return first_part.pop()
+        await asyncio.Event().wait()  # the rest never comes
+
+    async def send(message):
+        sent.append(message)
+
+    async def calls():
+        transport = httpx.ASGITransport(app=api)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+            stalled = asyncio.create_task(api(post_scope(), stalled_receive, send))
+            await until(lambda: api.state.admission.uploading == 1)
+            item = service.recommender_for(None).ids[0]
+            by_id = await http.get("/similar", params={"id": item, "k": 3})
+            other = await http.post("/similar", files={"image": ("p.jpg", photo, "image/jpeg")})
+            await stalled
+            bad = await http.post("/similar", files={"picture": ("p.jpg", photo, "image/jpeg")})
+            good = await http.post("/similar", files={"image": ("p.jpg", photo, "image/jpeg")})
+            return by_id, other, bad, good
+
+    by_id, other, bad, good = asyncio.run(calls())
+    assert by_id.status_code == 200 and other.status_code == 429 and "retry-after" in other.headers
+    assert sent[0]["status"] == 408
+    assert bad.status_code == 400 and good.status_code == 200 and api.state.admission.uploading == 0
 
 
 def test_cors_only_for_the_shops_own_origins(service):

@@ -50,6 +50,10 @@ class ApiConfig:
     # Searches waiting for a slot; past it a request is refused with 429 and Retry-After.
     max_waiting: int = 48
     retry_after_seconds: int = 2
+    # Photos being received at once, and how long one may take to arrive (then 408). Their own bound:
+    # slow uploads never hold places of the model's line, so they cannot refuse searches while it idles.
+    max_uploading: int = 32
+    upload_seconds: float = 30.0
     # Origins whose pages may call the API from the browser (CORS); none by default.
     cors_origins: tuple[str, ...] = field(default=())
 
@@ -69,48 +73,42 @@ class LocalSlots:
 class Admission:
     """A bounded queue in front of the model: a slot to run in, `max_waiting` wait for one, the rest hear 429.
 
-    A request takes its place in line before it reads its body: a refused upload is never read or parsed.
+    Uploads are received under a bound of their own (`receiving`), and one that arrives while the line
+    is full is refused before its body is read.
     """
 
     def __init__(self, config: ApiConfig, slots: LocalSlots | QueueSlots) -> None:
         self.config, self.slots = config, slots
         self.waiting = 0
+        self.uploading = 0
+
+    def _busy(self) -> HTTPException:
+        return HTTPException(429, BUSY_MESSAGE, headers={"Retry-After": str(self.config.retry_after_seconds)})
 
     @contextlib.asynccontextmanager
-    async def place(self) -> AsyncIterator[_Place]:
-        """A place in line for a slot, or 429 with Retry-After at once when the line is full."""
-        if self.waiting >= self.config.max_waiting:
-            raise HTTPException(429, BUSY_MESSAGE, headers={"Retry-After": str(self.config.retry_after_seconds)})
-        self.waiting += 1
-        place = _Place(self)
+    async def receiving(self) -> AsyncIterator[None]:
+        """Room to receive one upload within `upload_seconds`; 429 at once when the line or the uploads are full."""
+        if self.waiting >= self.config.max_waiting or self.uploading >= self.config.max_uploading:
+            raise self._busy()
+        self.uploading += 1
         try:
-            yield place
+            async with asyncio.timeout(self.config.upload_seconds):
+                yield
+        except TimeoutError:
+            raise HTTPException(408, f"The photo took over {self.config.upload_seconds:g} s to arrive.") from None
         finally:
-            place.leave_line()
+            self.uploading -= 1
 
     async def run(self, function, *args):
-        async with self.place() as place:
-            return await place.run(function, *args)
-
-
-class _Place:
-    """One request's place in the Admission line, until it runs in a slot or gives up."""
-
-    def __init__(self, admission: Admission) -> None:
-        self.admission, self.in_line = admission, True
-
-    def leave_line(self) -> None:
-        if self.in_line:
-            self.in_line = False
-            self.admission.waiting -= 1
-
-    async def run(self, function, *args):
-        """Wait for a slot (leaving the line for it), run `function(*args)` in a worker thread in it."""
+        """`function(*args)` in a worker thread, in a slot; 429 at once when `max_waiting` already wait."""
+        if self.waiting >= self.config.max_waiting:
+            raise self._busy()
         async with contextlib.AsyncExitStack() as slot:
+            self.waiting += 1
             try:
-                await slot.enter_async_context(self.admission.slots.held())
+                await slot.enter_async_context(self.slots.held())
             finally:
-                self.leave_line()
+                self.waiting -= 1
             return await run_in_threadpool(function, *args)
 
 
@@ -135,6 +133,7 @@ def json_api(
             CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["GET", "POST"], max_age=600
         )
     admission = Admission(config, slots or LocalSlots(config.concurrency))
+    api.state.admission = admission  # what waits and what is being received, for tests and monitoring
     thumbnails = service.thumbnails.folder
 
     def answer(request: Request, found: Answer, recommender_name: str, started: float) -> dict:
@@ -166,15 +165,14 @@ def json_api(
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > MAX_IMAGE_BYTES + FORM_OVERHEAD_BYTES:
             raise HTTPException(413, f"The photo is over the {MAX_IMAGE_BYTES // 1024**2} MB limit.")
-        async with admission.place() as place:
-            async with request.form(max_files=1, max_fields=16) as form:
-                image = form.get("image")
-                if image is None or isinstance(image, str):
-                    raise HTTPException(400, "Send the photo as the multipart form field 'image'.")
-                data = await image.read(MAX_IMAGE_BYTES + 1)
-            if len(data) > MAX_IMAGE_BYTES:
-                raise HTTPException(413, f"The photo is over the {MAX_IMAGE_BYTES // 1024**2} MB limit.")
-            found, name = await place.run(search, SearchQuery(images=(data,)), options)
+        async with admission.receiving(), request.form(max_files=1, max_fields=16) as form:
+            image = form.get("image")
+            if image is None or isinstance(image, str):
+                raise HTTPException(400, "Send the photo as the multipart form field 'image'.")
+            data = await image.read(MAX_IMAGE_BYTES + 1)
+        if len(data) > MAX_IMAGE_BYTES:
+            raise HTTPException(413, f"The photo is over the {MAX_IMAGE_BYTES // 1024**2} MB limit.")
+        found, name = await admission.run(search, SearchQuery(images=(data,)), options)
         return answer(request, found, name, started)
 
     @api.get("/similar", summary="Products similar to a catalog product")
