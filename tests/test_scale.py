@@ -14,7 +14,7 @@ from gradio_client import Client, handle_file
 from benchmarks import scale
 from lookalike.app.service import LookalikeService, Query, SearchRequest
 from lookalike.catalog.product import PRODUCT_COLUMNS
-from lookalike.index.serving_cache import MatrixFile, release_mapped_pages, row_reader, shard_files
+from lookalike.index.serving_cache import MatrixFile, release_mapped_pages, row_reader, served_matrix, shard_files
 from lookalike.index.store import load_index
 from tests.local_server import running_app
 
@@ -249,13 +249,14 @@ def test_the_api_takes_facets_price_and_stock_after_the_other_filters(build, ser
     assert all(r["title"] and r["link"].startswith("https://shop.example/p/") for r in results)
 
 
-def test_a_small_matrix_is_read_from_memory(tmp_path):
+def test_a_small_matrix_is_served_from_memory(tmp_path):
     # Each file read lets go of the GIL; a server thread reading an answer's rows one by one then waits
-    # for the event loop, so a matrix this small is copied into memory once instead.
+    # for the event loop, so a matrix this small is copied into memory once, read-only, instead.
     matrix = np.random.default_rng(1).standard_normal((300, 64)).astype(np.float32)
     np.save(tmp_path / "m.npy", matrix)
-    mapped = np.load(tmp_path / "m.npy", mmap_mode="r")
-    resident = row_reader(mapped)
-    assert type(resident) is np.ndarray and not np.shares_memory(resident, mapped)
+    resident = served_matrix(tmp_path / "m.npy")
+    assert type(resident) is np.ndarray and not resident.flags.writeable
+    assert row_reader(resident) is resident  # the search and the recommender share this one copy
     np.testing.assert_array_equal(resident[[5, 3, 299]], matrix[[5, 3, 299]])
-    assert isinstance(row_reader(mapped, resident_up_to=matrix.nbytes - 1), MatrixFile)
+    mapped = served_matrix(tmp_path / "m.npy", resident_up_to=matrix.nbytes - 1)
+    assert isinstance(mapped, np.memmap) and isinstance(row_reader(mapped), MatrixFile)

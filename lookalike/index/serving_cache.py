@@ -33,10 +33,10 @@ ROWS_FILE = "rows.arrow"
 STAMP_FILE = "source.json"
 # Rows converted at a time when the cache is derived: memory stays flat whatever the catalog size.
 BATCH_ROWS = 4096
-# Below this, a server keeps the matrix in memory rather than reading an answer's rows from its file
+# Up to this, a server keeps the matrix in memory rather than reading an answer's rows from its file
 # (MatrixFile): each of those reads is a system call that lets go of the GIL, and under concurrent
-# requests a worker thread then waits for the event loop to hand it back, about 60 times an answer
-# (by-id answers 2x slower through HTTP at 273 products). 64 MB is 13,000 products at 1280 dimensions.
+# requests a worker thread then waits for the event loop to hand it back, once per run of rows an
+# answer reads (a few dozen candidates). 64 MB is 13,000 products at 1280 dimensions.
 RESIDENT_MATRIX_BYTES = 64 * 1024**2
 
 
@@ -211,15 +211,21 @@ def _libc() -> ctypes.CDLL:
     return libc
 
 
-def row_reader(matrix: np.ndarray, resident_up_to: int = RESIDENT_MATRIX_BYTES) -> np.ndarray | MatrixFile:
-    """What scattered rows of `matrix` are read through: its file when it is memory-mapped from one, a
-    copy in memory when that is at most `resident_up_to` bytes."""
+def served_matrix(path: Path, resident_up_to: int = RESIDENT_MATRIX_BYTES) -> np.ndarray:
+    """A serving cache's matrix, read-only: a copy in memory when it is at most `resident_up_to` bytes,
+    else memory-mapped (its scattered rows then read through `row_reader`)."""
+    mapped = np.load(path, mmap_mode="r")
+    if mapped.nbytes > resident_up_to:
+        return mapped
+    resident = np.array(mapped)
+    resident.flags.writeable = False
+    return resident
+
+
+def row_reader(matrix: np.ndarray) -> np.ndarray | MatrixFile:
+    """What scattered rows of `matrix` are read through: its file when it is memory-mapped from one."""
     filename = getattr(matrix, "filename", None)
-    if not (isinstance(matrix, np.memmap) and filename):
-        return matrix
-    if matrix.nbytes <= resident_up_to:
-        return np.array(matrix)
-    return MatrixFile(Path(filename))
+    return MatrixFile(Path(filename)) if isinstance(matrix, np.memmap) and filename else matrix
 
 
 def open_cache(build: Path, dim: int) -> ServingCache:

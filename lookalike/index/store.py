@@ -17,7 +17,7 @@ from lookalike.index.ann import ANN_FILE
 from lookalike.index.exact import EVERY_ROW, Metric, SearchResults
 from lookalike.index.neighbours import NEIGHBOURS_FILE, Neighbours, data_digest, read_neighbours
 from lookalike.index.search import SearchMethod, VectorSearch
-from lookalike.index.serving_cache import DATA_DIR, open_cache, release_mapped_pages, shard_files
+from lookalike.index.serving_cache import DATA_DIR, open_cache, release_mapped_pages, served_matrix, shard_files
 from lookalike.index.writer import METADATA_FILE, IndexWriter, table_product_columns
 
 # Rows per block when rows already in memory are written out.
@@ -187,7 +187,7 @@ def load_index(path: str | Path) -> EmbeddingIndex:
         )
     cache = open_cache(path, metadata.embedding_dim)
     dataset = datasets.Dataset.from_file(str(cache.rows))  # memory-mapped: rows are read when asked for
-    embeddings = np.load(cache.embeddings, mmap_mode="r")
+    embeddings = served_matrix(cache.embeddings)  # one copy for the search and the recommender
     if embeddings.shape != (len(dataset), metadata.embedding_dim):
         raise MissingIndexError(
             f"{path} holds {embeddings.shape} embeddings for {len(dataset)} rows of {metadata.embedding_dim}: "
