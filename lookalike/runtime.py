@@ -10,6 +10,8 @@ import functools
 import os
 import sys
 
+from threadpoolctl import threadpool_limits
+
 # Torch's batched tensors exceed glibc's mmap threshold, so every forward pass maps and unmaps
 # them; on these VMs the page faults cost half the CPU time. Keeping them on the heap makes
 # batched inference 2-4x faster (measured in benchmarks/). glibc reads this only at start-up.
@@ -58,10 +60,9 @@ def share_blas_threads(searches_at_once: int) -> int:
 
     OpenBLAS otherwise runs each small product on every core and its threads spin after it: with two
     searches at once on two cores, a by-id answer (a few dozen candidates compared pairwise) cost the
-    server twice the CPU (12-14 against 6-7 ms through HTTP, benchmarks/json_api.py).
+    server twice the CPU (12-14 against 6-7 ms of the server's CPU time per answer through HTTP, measured
+    when this was added; benchmarks/json_api.py prints the figure now).
     """
-    from threadpoolctl import threadpool_limits
-
     threads = max(1, (os.cpu_count() or 1) // max(1, searches_at_once))
     threadpool_limits(threads, user_api="blas")
     return threads

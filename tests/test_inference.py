@@ -30,7 +30,6 @@ from lookalike.backbones.registry import load_backbone
 from lookalike.catalog import load_image_folder
 from lookalike.images import open_image
 from lookalike.indexing.pipeline import PipelineConfig, embed_sources, ordered_map
-from lookalike.runtime import share_blas_threads
 
 # fp32 ONNX Runtime vs PyTorch: different kernels, same maths. Unit vectors agree to this per component.
 FP32_TOLERANCE = 1e-5
@@ -286,13 +285,3 @@ def test_a_background_compilation_failure_surfaces_at_first_use(tmp_path):
         deferred.features(np.zeros((1, 3, 224, 224), np.float32))
     with pytest.raises(ValueError, match="uint8 crops need"):
         deferred.features(np.zeros((1, 224, 224, 3), np.uint8))
-
-
-def test_concurrent_searches_share_the_cores_in_blas():
-    from threadpoolctl import threadpool_info, threadpool_limits
-
-    cores = os.cpu_count() or 1
-    with threadpool_limits(limits=None):  # restores every library's threads on the way out
-        assert share_blas_threads(2) == max(1, cores // 2)
-        assert {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"} == {max(1, cores // 2)}
-        assert share_blas_threads(4 * cores) == 1  # never none
