@@ -10,7 +10,8 @@ each with `--clients` concurrent clients of a light asyncio HTTP client on the s
   - the JSON `GET /api/v1/similar?id=` of catalog products (precomputed neighbours).
 Then `--burst` POSTs at once: every answer must be 200, or 429/503 with Retry-After; the server
 must answer afterwards, and its RSS is printed before, at the peak and settled. Ratios are of
-answers per second in this one run; the load average is printed with them.
+answers per second in this one run; the load average is printed with them, and each protocol's
+server CPU time per answer (all its threads: the model's, BLAS's, the event loop's).
 """
 
 from __future__ import annotations
@@ -51,6 +52,12 @@ def figures(latencies: list[float], seconds: float, statuses: list[int]) -> dict
         "p95_ms": round(1000 * percentile(latencies, 0.95)),
         "statuses": {str(s): statuses.count(s) for s in sorted(set(statuses))},
     }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far, all its threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def in_process(photos: list[bytes], n: int) -> dict[str, object]:
@@ -148,7 +155,14 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         tempfile.TemporaryDirectory() as scratch,
         started_app(REPO_ROOT / "embeddings", Path(scratch), {}) as (url, pid, _),
     ):
-        run = lambda call, inputs: asyncio.run(concurrently(call, url, inputs, args.clients, args.requests))  # noqa: E731
+
+        def run(call, inputs: list) -> dict[str, object]:
+            """One protocol's figures, with the server's CPU time (every thread) per answer, warm-ups included."""
+            cpu_before = cpu_seconds(pid)
+            figures = asyncio.run(concurrently(call, url, inputs, args.clients, args.requests))
+            answers = args.clients + args.requests
+            return {**figures, "server_cpu_ms_per_answer": round(1000 * (cpu_seconds(pid) - cpu_before) / answers, 1)}
+
         result["gradio_recommend"] = run(gradio_recommend, photos)
         result["json_post"] = run(json_post, photos)
         result["json_get_by_id"] = run(json_get, items)
