@@ -12,7 +12,6 @@ In-process, on random unit vectors of the default backbone's 1280 dimensions:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import statistics
@@ -26,6 +25,7 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
+from benchmarks.figures import load_average, publish
 from lookalike.index.exact import ExactSearch
 
 DIM, K, CANDIDATES = 1280, 10, 32
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     cores = os.cpu_count() or 1
-    result: dict[str, object] = {"load_average_start": [round(x, 2) for x in os.getloadavg()], "cores": cores}
+    result: dict[str, object] = {"load_average_start": load_average(), "cores": cores}
     search, query = ExactSearch(unit_rows(args.items, 0)), unit_rows(1, 1)
     candidates = unit_rows(CANDIDATES, 2)
     for threads in (cores, 1):
@@ -79,11 +79,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
                 f"lone_exact_search_{args.items}_ms": lone_search_ms(search, query),
                 f"pairwise_{CANDIDATES}_cpu_us_two_threads_at_once": pairwise_cpu_us(candidates),
             }
-    result["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
-    print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-    return result
+    result["load_average_end"] = load_average()
+    return publish(result, args.json)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import random
 import statistics
@@ -31,6 +30,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
+from benchmarks.figures import load_average, publish
 from benchmarks.hostile import PeakRss, rss_mb, settled_rss, started_app
 from lookalike.app.service import SERVED_DEFAULTS, LookalikeService, Query, SearchRequest
 from lookalike.catalog import EXAMPLES_DIR, REPO_ROOT
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         path.relative_to(REPO_ROOT / "catalog").as_posix() for path in sorted((REPO_ROOT / "catalog").glob("*/*.jpg"))
     ]
     random.Random(0).shuffle(items)
-    result: dict[str, object] = {"load_average_start": [round(x, 2) for x in os.getloadavg()], "clients": args.clients}
+    result: dict[str, object] = {"load_average_start": load_average(), "clients": args.clients}
     result["in_process_sequential"] = in_process(photos, args.requests)
     with (
         tempfile.TemporaryDirectory() as scratch,
@@ -183,11 +183,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "json_post_vs_in_process": round(speed["json_post"] / speed["in_process_sequential"], 2),
         "json_get_vs_json_post": round(speed["json_get_by_id"] / speed["json_post"], 2),
     }
-    result["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
-    print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-    return result
+    result["load_average_end"] = load_average()
+    return publish(result, args.json)
 
 
 if __name__ == "__main__":

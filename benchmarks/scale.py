@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import resource
 import sys
@@ -32,6 +31,7 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
+from benchmarks.figures import publish
 from lookalike.catalog.product import GROUP_ID, PRODUCT_COLUMNS, PRODUCT_ID
 from lookalike.index.search import SearchMethod
 from lookalike.index.store import load_index
@@ -431,10 +431,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     if args.items < 1:
         parser.error("--items must be >= 1")
     figures = build(args.items, args.output, args.source, args.ann, with_products=args.products)
-    print(json.dumps(figures, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
-    return figures
+    return publish(figures, args.json)
 
 
 if __name__ == "__main__":
