@@ -36,10 +36,9 @@ class Trunk:
 
     def cached_lower(self, batches: Iterable[torch.Tensor], n_frozen: int) -> torch.Tensor:
         """`lower` of batches of pixels, joined, in fp16: what fine-tuning keeps of each view (half the
-        memory of fp32; the trainable blocks read it back as fp32). Without autograd: the frozen blocks
-        never learn, and their outputs are plain tensors the trainable blocks may take as inputs."""
-        with torch.no_grad():
-            return torch.cat([self.lower(pixels, n_frozen).to(torch.float16) for pixels in batches])
+        memory of fp32; the trainable blocks read it back as fp32). Its callers run it under
+        `torch.inference_mode()`: the frozen blocks never learn."""
+        return torch.cat([self.lower(pixels, n_frozen).to(torch.float16) for pixels in batches])
 
     def upper(self, hidden: torch.Tensor, n_frozen: int) -> torch.Tensor:
         """Pooled features from the output of the first `n_frozen` blocks."""
