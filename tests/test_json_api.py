@@ -48,6 +48,16 @@ def test_a_photo_answers_like_the_page(client, service, example_photo):
     assert all(p["image_url"].startswith("http://testserver/api/v1/images/") for p in answer["products"])
 
 
+def test_the_answer_names_the_backbone_as_served_so_it_can_be_sent_back(small_index_dir, tmp_path, example_photo):
+    # Served under another name than its model's id, as a fine-tuned build (models/...) is.
+    (tmp_path / "shop-build").symlink_to(small_index_dir)
+    client = TestClient(json_api(LookalikeService.from_embeddings_dir(tmp_path)))
+    first = photo_post(client, example_photo, k=3).json()
+    assert first["backbone"] == "shop-build"
+    again = photo_post(client, example_photo, k=3, backbone=first["backbone"])
+    assert again.status_code == 200 and again.json()["backbone"] == "shop-build"
+
+
 def test_a_catalog_product_answers_from_the_precomputed_neighbours(client, service):
     item = service.recommender_for(None).ids[3]
     answer = client.get("/similar", params={"id": item, "k": 6}).json()

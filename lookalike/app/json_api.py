@@ -136,7 +136,7 @@ def json_api(
     api.state.admission = admission  # what waits and what is being received, for tests and monitoring
     thumbnails = service.thumbnails.folder
 
-    def answer(request: Request, found: Answer, recommender_name: str, started: float) -> dict:
+    def answer(request: Request, found: Answer, backbone: str, started: float) -> dict:
         base = str(request.base_url).rstrip("/") + API_PREFIX + "/images/"
         products = [
             {**result, "image_url": base + Path(path).name}
@@ -144,14 +144,15 @@ def json_api(
         ]
         return {
             "products": products,
-            "backbone": recommender_name,
+            "backbone": backbone,
             "took_ms": round((time.perf_counter() - started) * 1000, 1),
             "precomputed": found.precomputed,
         }
 
     def search(query: SearchQuery, options: SearchRequest) -> tuple[Answer, str]:
         try:
-            return service.search(query, options), service.recommender_for(options.backbone).name
+            # The served name, which a caller can send back as `backbone` (a model id need not be one).
+            return service.search(query, options), options.backbone or service.default_backbone
         except ImageError as error:
             raise HTTPException(422, public_message(str(error))) from None
         except RequestError as error:
