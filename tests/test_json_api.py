@@ -128,16 +128,22 @@ def held_service(service, release: threading.Event) -> LookalikeService:
     return held
 
 
+def live_search_params(service) -> dict[str, str]:
+    """A catalog product's search that its precomputed neighbours cannot answer (a category filter)."""
+    recommender = service.recommender_for(None)
+    return {"id": recommender.ids[0], "categories": recommender.labels[0]}
+
+
 def test_past_the_queue_requests_hear_429_with_retry_after(service):
     """One search at a time, one waiting: of six at once, one runs, one waits, four are told to come back."""
     release = threading.Event()
     api = json_api(held_service(service, release), ApiConfig(concurrency=1, max_waiting=1, retry_after_seconds=3))
-    item = service.recommender_for(None).ids[0]
+    params = live_search_params(service)
 
     async def burst():
         transport = httpx.ASGITransport(app=api)
         async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
-            calls = [asyncio.create_task(http.get("/similar", params={"id": item})) for _ in range(6)]
+            calls = [asyncio.create_task(http.get("/similar", params=params)) for _ in range(6)]
             await asyncio.sleep(0.5)
             release.set()
             return await asyncio.gather(*calls)
@@ -147,6 +153,32 @@ def test_past_the_queue_requests_hear_429_with_retry_after(service):
     assert statuses == [200, 200, 429, 429, 429, 429]
     refused = [r for r in responses if r.status_code == 429]
     assert all(r.headers["retry-after"] == "3" and "busy" in r.json()["detail"] for r in refused)
+
+
+def test_precomputed_answers_need_no_place_in_the_line(service):
+    """While the one search slot and the one waiting place are taken, the build's answers are still given,
+    and they are the search's own."""
+    release = threading.Event()
+    api = json_api(held_service(service, release), ApiConfig(concurrency=1, max_waiting=1))
+    ids = service.recommender_for(None).ids[:6]
+
+    async def while_the_line_is_full():
+        transport = httpx.ASGITransport(app=api)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+            held = [asyncio.create_task(http.get("/similar", params=live_search_params(service))) for _ in range(2)]
+            await until(lambda: api.state.admission.waiting == 1)
+            by_id = await asyncio.gather(*(http.get("/similar", params={"id": item, "k": 5}) for item in ids))
+            refused = await http.get("/similar", params=live_search_params(service))
+            release.set()
+            return by_id, refused, await asyncio.gather(*held)
+
+    by_id, refused, held = asyncio.run(while_the_line_is_full())
+    assert refused.status_code == 429 and [r.status_code for r in held] == [200, 200]
+    for item, response in zip(ids, by_id, strict=True):
+        answer = response.json()
+        assert response.status_code == 200 and answer["precomputed"]
+        searched = service.search(Query(item_ids=(item,)), SearchRequest(k=5))
+        assert [p["id"] for p in answer["products"]] == [r["id"] for r in searched.results]
 
 
 def multipart(photo: bytes) -> bytes:
@@ -175,7 +207,6 @@ def test_an_upload_arriving_at_a_full_line_is_refused_unread(service, example_ph
     """Past the queue, a POST hears 429 before its body is read: a flood of big uploads is not parsed."""
     release = threading.Event()
     api = json_api(held_service(service, release), ApiConfig(concurrency=1, max_waiting=1))
-    item = service.recommender_for(None).ids[0]
     reads, sent = [], []
 
     async def receive():
@@ -188,7 +219,7 @@ def test_an_upload_arriving_at_a_full_line_is_refused_unread(service, example_ph
     async def flood():
         transport = httpx.ASGITransport(app=api)
         async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
-            held = [asyncio.create_task(http.get("/similar", params={"id": item})) for _ in range(2)]
+            held = [asyncio.create_task(http.get("/similar", params=live_search_params(service))) for _ in range(2)]
             await until(lambda: api.state.admission.waiting == 1)  # one runs (held), one waits: the line is full
             await api(post_scope(), receive, send)
             release.set()
@@ -298,7 +329,6 @@ def test_the_page_and_the_api_share_one_limit_of_model_slots(service, example_ph
     thread = threading.Thread(target=uvicorn_server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}/"
-    item = service.recommender_for(None).ids[0]
 
     def through_the_page(_) -> bool:
         with httpx.Client(base_url=url, timeout=60) as http:
@@ -309,7 +339,8 @@ def test_the_page_and_the_api_share_one_limit_of_model_slots(service, example_ph
             return "event: complete" in http.get(f"gradio_api/call/recommend/{event['event_id']}").text
 
     def through_the_api(_) -> bool:
-        return httpx.get(url + "api/v1/similar", params={"id": item, "k": 3}, timeout=60).status_code == 200
+        params = {**live_search_params(service), "k": 3}
+        return httpx.get(url + "api/v1/similar", params=params, timeout=60).status_code == 200
 
     try:
         deadline = time.monotonic() + 30

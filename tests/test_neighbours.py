@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from lookalike.index.neighbours import NEIGHBOURS_FILE, PRECOMPUTED
+from lookalike.index.neighbours import NEIGHBOURS_FILE, PRECOMPUTED, Neighbours
 from lookalike.index.store import load_index
 from lookalike.recommend.filters import CategoryFilter
 from lookalike.recommend.recommender import RecommendationRequest, Recommender
@@ -57,6 +57,26 @@ def test_filters_feedback_and_uploads_search_live(recommender, example_photo):
     ).precomputed
     assert not recommender.search(RecommendationRequest(k=5, metric="euclidean"), item_ids=[item]).precomputed
     assert not recommender.search(RecommendationRequest(k=5), images=[example_photo], item_ids=[item]).precomputed
+
+
+def test_the_lookup_alone_answers_only_what_the_neighbours_hold(recommender):
+    """`precomputed` is the search's own answer or None, never a shorter or filtered-out one."""
+    item = recommender.ids[0]
+    assert recommender.precomputed(RecommendationRequest(k=5), item) == recommender.search(
+        RecommendationRequest(k=5), item_ids=[item]
+    )
+    assert recommender.precomputed(RecommendationRequest(k=5, filter=CategoryFilter(only=("fruit",))), item) is None
+    assert recommender.precomputed(RecommendationRequest(k=5, metric="euclidean"), item) is None
+    few = Neighbours(recommender.index.neighbours.rows[:, :3], recommender.index.neighbours.scores[:, :3])
+    shallow = Recommender(dataclasses.replace(recommender.index, neighbours=few), recommender.backbone)
+    assert shallow.precomputed(RecommendationRequest(k=3), item) == recommender.precomputed(
+        RecommendationRequest(k=3), item
+    )
+    assert shallow.precomputed(RecommendationRequest(k=4), item) is None  # deeper than they go: a search
+    deeper = shallow.search(RecommendationRequest(k=4), item_ids=[item])
+    assert not deeper.precomputed and len(deeper.items) == 4
+    with pytest.raises(KeyError):
+        recommender.precomputed(RecommendationRequest(k=5), "no such product")
 
 
 def test_neighbours_of_another_build_are_not_read(small_index_dir, tmp_path):

@@ -4,7 +4,8 @@ A thin layer over the same `LookalikeService.search` the page calls: the paramet
 `SearchRequest`, the answer is its results with each product's thumbnail URL. Thumbnails are served
 as immutable files (content-addressed names), so caches and browsers keep them. Model work is
 admitted through a bounded queue into the page's own model slots (one limit for the page and the API):
-past the queue, 429 with Retry-After, the page's busy message.
+past the queue, 429 with Retry-After, the page's busy message. A catalog product's answer that the
+build precomputed is a lookup, not model work: it is given at once, on the event loop.
 """
 
 from __future__ import annotations
@@ -149,10 +150,12 @@ def json_api(
             "precomputed": found.precomputed,
         }
 
-    def search(query: SearchQuery, options: SearchRequest) -> tuple[Answer, str]:
+    def search(query: SearchQuery, options: SearchRequest, find=service.search) -> tuple[Answer | None, str]:
+        """`find`'s answer (the service's search, or its precomputed answers) with the served backbone's name,
+        its problems as HTTP errors."""
         try:
             # The served name, which a caller can send back as `backbone` (a model id need not be one).
-            return service.search(query, options), options.backbone or service.default_backbone
+            return find(query, options), options.backbone or service.default_backbone
         except ImageError as error:
             raise HTTPException(422, public_message(str(error))) from None
         except RequestError as error:
@@ -185,7 +188,11 @@ def json_api(
         """A catalog product's similar products, never itself nor its variants; precomputed by the build
         where no filter asks for a live search."""
         started = time.perf_counter()
-        found, name = await admission.run(search, SearchQuery(item_ids=(id,)), options)
+        query = SearchQuery(item_ids=(id,))
+        # The build's answer is a lookup, not model work: given at once, outside the model's line.
+        found, name = search(query, options, service.precomputed)
+        if found is None:
+            found, name = await admission.run(search, query, options)
         return answer(request, found, name, started)
 
     @api.get("/images/{name}", summary="A product's thumbnail", response_class=FileResponse)

@@ -6,7 +6,7 @@ import dataclasses
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode
@@ -24,7 +24,7 @@ from lookalike.index.sources import Download, download_dataset, resolve_embeddin
 from lookalike.recommend.explain import explain_similarity
 from lookalike.recommend.feedback import MAX_SET_SIZE
 from lookalike.recommend.filters import CategoryFilter, ProductFilter
-from lookalike.recommend.recommender import RecommendationRequest, Recommender
+from lookalike.recommend.recommender import RecommendationRequest, Recommendations, Recommender
 
 logger = logging.getLogger(__name__)
 
@@ -284,6 +284,23 @@ class LookalikeService:
 
     def search(self, query: Query, request: SearchRequest) -> Answer:
         """The one recommend path: every search endpoint of the page and the API ends here."""
+        return self._answered(query, request, lambda found_by, how: found_by.search(how, query.images, query.item_ids))
+
+    def precomputed(self, query: Query, request: SearchRequest) -> Answer | None:
+        """`search`'s answer where the build precomputed it (one catalog product, nothing that needs a
+        search), without a model or a search: a lookup, for the API to give at once. Else None."""
+        if query.images or len(query.item_ids) != 1:
+            return None
+        return self._answered(query, request, lambda found_by, how: found_by.precomputed(how, query.item_ids[0]))
+
+    def _answered(
+        self,
+        query: Query,
+        request: SearchRequest,
+        find: Callable[[Recommender, RecommendationRequest], Recommendations | None],
+    ) -> Answer | None:
+        """`find(recommender, recommendation)` for a checked request, its problems as RequestErrors, and
+        its recommendations as an Answer (None where `find` gave none)."""
         n_products = len(query.images) + len(query.item_ids)
         if n_products == 0:
             raise RequestError("Upload, paste or take a photo first, click an example, or pick a product.")
@@ -294,13 +311,15 @@ class LookalikeService:
         recommender = self.recommender_for(request.backbone)
         started = time.perf_counter()
         try:
-            found = recommender.search(request.recommendation(), images=query.images, item_ids=query.item_ids)
+            found = find(recommender, request.recommendation())
         except KeyError as error:
             raise RequestError(f"{error.args[0]}. Use an id from the results' JSON.") from None
         except ImageError:
             raise
         except ValueError as error:  # e.g. a category this catalog does not have
             raise RequestError(str(error)) from None
+        if found is None:
+            return None
         elapsed_ms = (time.perf_counter() - started) * 1000
         metric = Metric(request.metric)
         gallery = [

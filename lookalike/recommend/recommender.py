@@ -189,6 +189,8 @@ class Recommender:
             raise ValueError("Give at least one picture or catalog product to search from.")
         if len(images) + len(item_ids) > MAX_SET_SIZE:
             raise ValueError(f"At most {MAX_SET_SIZE} products at once, got {len(images) + len(item_ids)}.")
+        if not images and len(item_ids) == 1 and (answered := self.precomputed(request, item_ids[0])) is not None:
+            return answered
         request.filter.check_known(self.categories.names)
         labels = self.labels
         own_rows = [self.row_of(item_id) for item_id in item_ids]
@@ -213,9 +215,7 @@ class Recommender:
         never = {int(member) for row in own_rows + less_like for member in self.products.group_rows(row)}
         rows = RowFilter(self._allowed(request, query_categories), [sorted(never)])
         categories = tuple(dict.fromkeys(query_categories))
-        precomputed = self._precomputed(request, own_rows, rows) if uploads is None else None
-        items, precomputed_used = self._nearest(query, request, rows, uploads, precomputed, regions)
-        return Recommendations(items, categories, precomputed_used)
+        return Recommendations(self._nearest(query, request, rows, uploads, regions), categories)
 
     def _embed_uploads(self, images: Sequence[ImageSource], plain: bool) -> tuple[np.ndarray | None, np.ndarray | None]:
         """The uploads' embeddings and, for a single photo searched alone, its regions' (see `regions`)."""
@@ -226,15 +226,27 @@ class Recommender:
         views = self.embed(self.regions.views(open_image(images[0])))  # one batch: whole photo, then regions
         return views[:1], views[1:]
 
-    def _precomputed(
-        self, request: RecommendationRequest, own_rows: list[int], rows: RowFilter
-    ) -> tuple[list[int], list[float]] | None:
-        """The build's nearest rows of the one catalog product asked about, when nothing else shapes the
-        answer: no upload, feedback or filter, cosine (they were computed so)."""
-        plain = not (request.less_like_ids or request.more_like_ids) and rows.allowed is None
-        if self.index.neighbours is None or len(own_rows) != 1 or not plain or request.metric is not Metric.COSINE:
+    def precomputed(self, request: RecommendationRequest, item_id: str) -> Recommendations | None:
+        """A catalog product's answer from the build's precomputed neighbours alone, as `search` gives it, or
+        None where only a search can answer: feedback, a filter, Euclidean (they are cosine), K beyond them.
+
+        No model and no search, a few rows read: cheap enough to run on a server's event loop.
+        """
+        plain = not (request.less_like_ids or request.more_like_ids)
+        plain = plain and request.filter.keeps_everything and request.products.keeps_everything
+        if self.index.neighbours is None or not plain or request.metric is not Metric.COSINE:
             return None
-        return self.index.neighbours.of(own_rows[0])
+        row = self.row_of(item_id)
+        categories = (self.labels[row],)
+        own_product = RowFilter(None, [self.products.group_rows(row)])
+        k = min(request.k, own_product.n_searchable(len(self.index)))
+        ranked, scores = self.index.neighbours.of(row)
+        groups = self._fold(ranked, request, None)
+        if len(groups) < k:
+            return None
+        query = combine_set(self.index.embeddings[[row]])
+        items = self._answer(groups[:k], dict(zip(ranked, scores, strict=True)), query[None, :]) if k else []
+        return Recommendations(items, categories, precomputed=True)
 
     def _allowed(self, request: RecommendationRequest, query_categories: Sequence[str]) -> np.ndarray | None:
         masks = []
@@ -261,11 +273,9 @@ class Recommender:
         request: RecommendationRequest,
         rows: RowFilter,
         uploads: np.ndarray | None,
-        precomputed: tuple[list[int], list[float]] | None = None,
         regions: np.ndarray | None = None,
-    ) -> tuple[list[Recommendation], bool]:
-        """The top products for `query` among the allowed rows, never an uploaded picture's own product,
-        and whether the build's precomputed neighbours answered (no search).
+    ) -> list[Recommendation]:
+        """The top products for `query` among the allowed rows, never an uploaded picture's own product.
 
         The own-product check is part of this one search: a candidate as close to an upload as its own
         re-encoded photo is dropped, and the search goes deeper, like for collapsed near-duplicates.
@@ -273,12 +283,7 @@ class Recommender:
         n_eligible = rows.n_searchable(len(self.index))
         k = min(request.k, n_eligible)
         if k == 0:
-            return [], False
-        if precomputed is not None:
-            ranked, scores = precomputed
-            groups = self._fold(ranked, request, None)
-            if len(groups) >= k:  # else K goes beyond them: search live
-                return self._answer(groups[:k], dict(zip(ranked, scores, strict=True)), query[None, :]), True
+            return []
         # Each upload's own product may take a place; collapsing near-duplicates can leave fewer than k:
         # search twice as deep until k survive. Bounded: at most log2(eligible / k) + 1 passes, the last
         # one over every eligible row (a catalog of one product photographed many times gets there).
@@ -300,7 +305,7 @@ class Recommender:
             if enough or depth == n_eligible:
                 break
             depth = min(n_eligible, depth * 2)
-        return self._answer(groups[:k], score_of_row, views), False
+        return self._answer(groups[:k], score_of_row, views)
 
     def _fold(
         self, ranked: list[int], request: RecommendationRequest, uploads: np.ndarray | None
