@@ -128,6 +128,12 @@ def held_service(service, release: threading.Event) -> LookalikeService:
     return held
 
 
+@pytest.mark.parametrize("limit", ["concurrency", "max_waiting", "max_uploading"])
+def test_a_limit_of_no_places_is_refused_at_start_up(limit):
+    with pytest.raises(ValueError, match=f"{limit} must be at least 1"):
+        ApiConfig(**{limit: 0})
+
+
 def live_search_params(service) -> dict[str, str]:
     """A catalog product's search that its precomputed neighbours cannot answer (a category filter)."""
     recommender = service.recommender_for(None)

@@ -58,6 +58,12 @@ class ApiConfig:
     # Origins whose pages may call the API from the browser (CORS); none by default.
     cors_origins: tuple[str, ...] = field(default=())
 
+    def __post_init__(self) -> None:
+        # A line of no places would refuse every search, even with the model idle: say so at start-up.
+        for name in ("concurrency", "max_waiting", "max_uploading"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ApiConfig.{name} must be at least 1, got {getattr(self, name)}.")
+
 
 class LocalSlots:
     """`concurrency` slots of the API's own, for an API served without the page (`QueueSlots` shares the page's)."""
