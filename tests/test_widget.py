@@ -15,7 +15,6 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 from selenium import webdriver
@@ -31,7 +30,7 @@ pytestmark = test_browser.pytestmark
 PRODUCT, K = "sku-001", 6
 SHOP, OTHER_SHOP = "shop.test", "other-shop.test"
 WINDOW = (1200, 800)
-SCREENSHOT = Path("/tmp/widget-check/widget.png")
+SCREENSHOT = test_browser.SCREENSHOTS / "widget-1-shop-page.png"
 
 # The shop's product page: its own content, the widget's script from the app, the element, and a
 # listener that keeps every answer the widget announces (capturing: the event does not bubble).
