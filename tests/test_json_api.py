@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import gradio as gr
 import httpx
+import numpy as np
 import pytest
 import uvicorn
 from fastapi import FastAPI
@@ -20,7 +21,10 @@ from lookalike.app.json_api import API_PREFIX, ApiConfig, json_api
 from lookalike.app.layout import AppConfig, build_demo
 from lookalike.app.service import LookalikeService, Query, SearchRequest
 from lookalike.app.traffic import QueueSlots, share_fairly
+from lookalike.index.serving_cache import CACHE_DIR, EMBEDDINGS_FILE
+from lookalike.recommend.recommender import Recommender
 from tests.local_server import free_port, running_app
+from tests.tolerances import assert_same_results
 
 
 @pytest.fixture(scope="module")
@@ -161,14 +165,22 @@ def test_past_the_queue_requests_hear_429_with_retry_after(service):
     assert all(r.headers["retry-after"] == "3" and "busy" in r.json()["detail"] for r in refused)
 
 
-def test_precomputed_answers_need_no_place_in_the_line(service):
-    """While the one search slot and the one waiting place are taken, the build's answers are still given,
-    and they are the search's own."""
+def served_like(service, **changes) -> LookalikeService:
+    """`service`'s default build with some of its index's fields changed (no neighbours, a mapped matrix)."""
+    name, recommender = service.default_backbone, service.recommender_for(None)
+    index = dataclasses.replace(recommender.index, **changes)
+    return LookalikeService(
+        {name: Recommender(index, recommender.backbone, recommender.inference)}, max_k=service.max_k
+    )
+
+
+def by_id_while_the_line_is_full(service, ids: list[str]):
+    """GETs of `ids` while the one search slot and the one waiting place are taken; then a search past the
+    line, and the two held searches once released."""
     release = threading.Event()
     api = json_api(held_service(service, release), ApiConfig(concurrency=1, max_waiting=1))
-    ids = service.recommender_for(None).ids[:6]
 
-    async def while_the_line_is_full():
+    async def calls():
         transport = httpx.ASGITransport(app=api)
         async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
             held = [asyncio.create_task(http.get("/similar", params=live_search_params(service))) for _ in range(2)]
@@ -176,15 +188,35 @@ def test_precomputed_answers_need_no_place_in_the_line(service):
             by_id = await asyncio.gather(*(http.get("/similar", params={"id": item, "k": 5}) for item in ids))
             refused = await http.get("/similar", params=live_search_params(service))
             release.set()
-            return by_id, refused, await asyncio.gather(*held)
+            held = await asyncio.gather(*held)
+            after = await http.get("/similar", params={"id": ids[0], "k": 5})
+            return by_id, refused, held, after
 
-    by_id, refused, held = asyncio.run(while_the_line_is_full())
+    by_id, refused, held, after = asyncio.run(calls())
     assert refused.status_code == 429 and [r.status_code for r in held] == [200, 200]
-    for item, response in zip(ids, by_id, strict=True):
+    assert after.status_code == 200 and after.json()["precomputed"]
+    return by_id
+
+
+def test_precomputed_answers_need_no_place_in_the_line(service):
+    """While the line is full, the build's answers are still given, and they are a live search's."""
+    ids = service.recommender_for(None).ids[:6]
+    live = served_like(service, neighbours=None)
+    for item, response in zip(ids, by_id_while_the_line_is_full(service, ids), strict=True):
         answer = response.json()
         assert response.status_code == 200 and answer["precomputed"]
-        searched = service.search(Query(item_ids=(item,)), SearchRequest(k=5))
-        assert [p["id"] for p in answer["products"]] == [r["id"] for r in searched.results]
+        searched = live.search(Query(item_ids=(item,)), SearchRequest(k=5)).results
+        products = [{name: v for name, v in p.items() if name != "image_url"} for p in answer["products"]]
+        assert_same_results(products, searched)
+
+
+def test_a_memory_mapped_builds_answers_wait_in_the_line(service, small_index_dir):
+    """A large build's rows are read from its file, which may wait for the disk: its precomputed answers
+    run in a slot like a search, never on the event loop, so a full line refuses them too."""
+    mapped = np.load(small_index_dir / CACHE_DIR / EMBEDDINGS_FILE, mmap_mode="r")
+    large = served_like(service, embeddings=mapped)
+    ids = large.recommender_for(None).ids[:3]
+    assert [r.status_code for r in by_id_while_the_line_is_full(large, ids)] == [429, 429, 429]
 
 
 def multipart(photo: bytes) -> bytes:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from lookalike.index.neighbours import NEIGHBOURS_FILE, PRECOMPUTED, Neighbours
+from lookalike.index.serving_cache import CACHE_DIR, EMBEDDINGS_FILE
 from lookalike.index.store import load_index
 from lookalike.recommend.filters import CategoryFilter
 from lookalike.recommend.recommender import RecommendationRequest, Recommender
@@ -62,9 +63,12 @@ def test_filters_feedback_and_uploads_search_live(recommender, example_photo):
 def test_the_lookup_alone_answers_only_what_the_neighbours_hold(recommender):
     """`precomputed` is the search's own answer or None, never a shorter or filtered-out one."""
     item = recommender.ids[0]
-    assert recommender.precomputed(RecommendationRequest(k=5), item) == recommender.search(
-        RecommendationRequest(k=5), item_ids=[item]
+    live = Recommender(dataclasses.replace(recommender.index, neighbours=None), recommender.backbone)
+    fast, slow = (
+        recommender.precomputed(RecommendationRequest(k=5), item),
+        live.search(RecommendationRequest(k=5), item_ids=[item]),
     )
+    assert fast.precomputed and [r.id for r in fast.items] == [r.id for r in slow.items]
     assert recommender.precomputed(RecommendationRequest(k=5, filter=CategoryFilter(only=("fruit",))), item) is None
     assert recommender.precomputed(RecommendationRequest(k=5, metric="euclidean"), item) is None
     few = Neighbours(recommender.index.neighbours.rows[:, :3], recommender.index.neighbours.scores[:, :3])
@@ -77,6 +81,14 @@ def test_the_lookup_alone_answers_only_what_the_neighbours_hold(recommender):
     assert not deeper.precomputed and len(deeper.items) == 4
     with pytest.raises(KeyError):
         recommender.precomputed(RecommendationRequest(k=5), "no such product")
+
+
+def test_a_memory_mapped_build_says_its_rows_are_not_in_memory(recommender, small_index_dir):
+    """The small build's matrix is read into memory; a large one's stays mapped (served_matrix)."""
+    assert recommender.rows_in_memory
+    mapped = np.load(small_index_dir / CACHE_DIR / EMBEDDINGS_FILE, mmap_mode="r")
+    large = Recommender(dataclasses.replace(recommender.index, embeddings=mapped), recommender.backbone)
+    assert not large.rows_in_memory
 
 
 def test_neighbours_of_another_build_are_not_read(small_index_dir, tmp_path):

@@ -3,6 +3,7 @@ downloads nothing, and results that carry the products, one per group, holding e
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 
@@ -19,8 +20,9 @@ from lookalike.catalog import REPO_ROOT, CatalogSource, load_catalog
 from lookalike.catalog.download import DownloadConfig
 from lookalike.index.serving_cache import shard_files
 from lookalike.indexing.builder import BuildConfig, build_index
+from lookalike.recommend.recommender import Recommender
 from tests.local_server import running_app
-from tests.tolerances import FLOAT32_DOT_TOLERANCE
+from tests.tolerances import FLOAT32_DOT_TOLERANCE, assert_same_results
 
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
 import sample_shop  # a script, not a package
@@ -132,6 +134,31 @@ def test_a_catalog_product_never_answers_its_own_photos_or_variants(shop_service
     answer = shop_service.search(Query(item_ids=("sku-003-S",)), SearchRequest(k=20, collapse=False))
     ids = {r["id"] for r in answer.results}
     assert not ids & {"sku-003-S", "sku-003-M", "sku-003-L"}
+
+
+def stood_for(recommendations) -> list[dict]:
+    """Each result as the photos it stands for (its own and the near-identical ones folded into it) and its
+    score: of near-identical copies, whose scores tie, rounding decides which stands for the others."""
+    return [{"id": sorted({r.id, *r.near_duplicates}), "score": r.score} for r in recommendations]
+
+
+@pytest.mark.parametrize("k", [1, 6, 24])
+@pytest.mark.parametrize("collapse", [True, False])
+def test_precomputed_answers_of_products_with_variants_equal_a_live_search(shop_service, k, collapse):
+    """Several photos, variants and near-identical copies: the build's answer is the live search's."""
+    recommender = shop_service.recommender_for(None)
+    live = Recommender(dataclasses.replace(recommender.index, neighbours=None), recommender.backbone)
+    request = SearchRequest(k=k, collapse=collapse).recommendation()
+    for item_id in recommender.ids:
+        fast, slow = recommender.precomputed(request, item_id), live.search(request, item_ids=[item_id])
+        if fast is None:  # K beyond the precomputed rows' products: the search goes deeper
+            assert k > 6 and not slow.precomputed
+            continue
+        assert fast.precomputed and not slow.precomputed
+        assert_same_results(stood_for(fast.items), stood_for(slow.items))
+        for mine, theirs in zip(fast.items, slow.items, strict=True):
+            if mine.id == theirs.id:  # the same photo: the same product, fields and variants
+                assert {**mine.as_dict(), "score": 0} == {**theirs.as_dict(), "score": 0}
 
 
 def _passes(row: dict, request: SearchRequest) -> bool:

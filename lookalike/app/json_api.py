@@ -5,7 +5,8 @@ A thin layer over the same `LookalikeService.search` the page calls: the paramet
 as immutable files (content-addressed names), so caches and browsers keep them. Model work is
 admitted through a bounded queue into the page's own model slots (one limit for the page and the API):
 past the queue, 429 with Retry-After, the page's busy message. A catalog product's answer that the
-build precomputed is a lookup, not model work: it is given at once, on the event loop.
+build precomputed is a lookup, not model work: it is given at once, on the event loop, where the
+build's rows are in memory.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import inspect
 import re
 import time
@@ -156,12 +158,12 @@ def json_api(
             "precomputed": found.precomputed,
         }
 
-    def search(query: SearchQuery, options: SearchRequest, find=service.search) -> tuple[Answer | None, str]:
-        """`find`'s answer (the service's search, or its precomputed answers) with the served backbone's name,
-        its problems as HTTP errors."""
+    def search(query: SearchQuery, options: SearchRequest, find=None) -> tuple[Answer | None, str]:
+        """`find`'s answer (by default the service's search; or its precomputed answers) with the served
+        backbone's name, its problems as HTTP errors."""
         try:
             # The served name, which a caller can send back as `backbone` (a model id need not be one).
-            return find(query, options), options.backbone or service.default_backbone
+            return (find or service.search)(query, options), options.backbone or service.default_backbone
         except ImageError as error:
             raise HTTPException(422, public_message(str(error))) from None
         except RequestError as error:
@@ -195,8 +197,10 @@ def json_api(
         where no filter asks for a live search."""
         started = time.perf_counter()
         query = SearchQuery(item_ids=(id,))
-        # The build's answer is a lookup, not model work: given at once, outside the model's line.
-        found, name = search(query, options, service.precomputed)
+        # The build's answer is a lookup, not model work: given at once, outside the model's line, on the
+        # event loop (a worker thread's hop costs more than the lookup). A large build's memory-mapped rows
+        # may wait for the disk, which would stall every request: its answers run in a slot like searches.
+        found, name = search(query, options, functools.partial(service.precomputed, in_memory_only=True))
         if found is None:
             found, name = await admission.run(search, query, options)
         return answer(request, found, name, started)

@@ -286,12 +286,21 @@ class LookalikeService:
         """The one recommend path: every search endpoint of the page and the API ends here."""
         return self._answered(query, request, lambda found_by, how: found_by.search(how, query.images, query.item_ids))
 
-    def precomputed(self, query: Query, request: SearchRequest) -> Answer | None:
+    def precomputed(self, query: Query, request: SearchRequest, in_memory_only: bool = False) -> Answer | None:
         """`search`'s answer where the build precomputed it (one catalog product, nothing that needs a
-        search), without a model or a search: a lookup, for the API to give at once. Else None."""
+        search), without a model or a search: a lookup, for the API to give at once. Else None.
+
+        `in_memory_only`: None also for a build whose rows are memory-mapped (Recommender.rows_in_memory),
+        so that a caller on an event loop never waits for the disk."""
         if query.images or len(query.item_ids) != 1:
             return None
-        return self._answered(query, request, lambda found_by, how: found_by.precomputed(how, query.item_ids[0]))
+
+        def lookup(recommender: Recommender, recommendation: RecommendationRequest) -> Recommendations | None:
+            if in_memory_only and not recommender.rows_in_memory:
+                return None
+            return recommender.precomputed(recommendation, query.item_ids[0])
+
+        return self._answered(query, request, lookup)
 
     def _answered(
         self,

@@ -97,7 +97,7 @@ class EmbeddingIndex:
 
     path: Path
     dataset: object  # datasets.Dataset; typed loosely to keep `datasets` out of import time
-    embeddings: np.ndarray  # read-only, memory-mapped from the serving cache
+    embeddings: np.ndarray  # read-only: in memory for a small build, else memory-mapped (served_matrix)
     metadata: IndexMetadata
     search: VectorSearch  # exact or approximate, as the metadata says (SearchMethod.open)
     neighbours: Neighbours | None = None  # each row's nearest rows, precomputed by the build

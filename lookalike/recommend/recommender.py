@@ -226,6 +226,12 @@ class Recommender:
         views = self.embed(self.regions.views(open_image(images[0])))  # one batch: whole photo, then regions
         return views[:1], views[1:]
 
+    @property
+    def rows_in_memory(self) -> bool:
+        """Whether an answer's rows are read from memory (a small build, serving_cache.served_matrix), not
+        from a memory-mapped file whose reads may wait for the disk."""
+        return not isinstance(self.index.embeddings, np.memmap)
+
     def precomputed(self, request: RecommendationRequest, item_id: str) -> Recommendations | None:
         """A catalog product's answer from the build's precomputed neighbours alone, as `search` gives it, or
         None where only a search can answer: feedback, a filter, Euclidean (they are cosine), K beyond them.
@@ -245,7 +251,9 @@ class Recommender:
         if len(groups) < k:
             return None
         query = combine_set(self.index.embeddings[[row]])
-        items = self._answer(groups[:k], dict(zip(ranked, scores, strict=True)), query[None, :]) if k else []
+        if k == 0:  # no other product: nothing was looked up
+            return Recommendations([], categories)
+        items = self._answer(groups[:k], dict(zip(ranked, scores, strict=True)), query[None, :])
         return Recommendations(items, categories, precomputed=True)
 
     def _allowed(self, request: RecommendationRequest, query_categories: Sequence[str]) -> np.ndarray | None:
