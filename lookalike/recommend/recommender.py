@@ -246,13 +246,13 @@ class Recommender:
         categories = (self.labels[row],)
         own_product = RowFilter(None, [self.products.group_rows(row)])
         k = min(request.k, own_product.n_searchable(len(self.index)))
+        if k == 0:  # no other product: nothing to look up
+            return Recommendations([], categories)
         ranked, scores = self.index.neighbours.of(row)
         groups = self._fold(ranked, request, None)
         if len(groups) < k:
             return None
         query = combine_set(self.index.embeddings[[row]])
-        if k == 0:  # no other product: nothing was looked up
-            return Recommendations([], categories)
         items = self._answer(groups[:k], dict(zip(ranked, scores, strict=True)), query[None, :])
         return Recommendations(items, categories, precomputed=True)
 
