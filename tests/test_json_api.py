@@ -22,8 +22,8 @@ from lookalike.app.layout import AppConfig, build_demo
 from lookalike.app.service import LookalikeService, Query, SearchRequest
 from lookalike.app.traffic import QueueSlots, share_fairly
 from lookalike.index.serving_cache import CACHE_DIR, EMBEDDINGS_FILE
-from lookalike.recommend.recommender import Recommender
 from tests.local_server import free_port, running_app
+from tests.test_neighbours import recommender_with
 from tests.tolerances import assert_same_results
 
 
@@ -167,11 +167,8 @@ def test_past_the_queue_requests_hear_429_with_retry_after(service):
 
 def served_like(service, **changes) -> LookalikeService:
     """`service`'s default build with some of its index's fields changed (no neighbours, a mapped matrix)."""
-    name, recommender = service.default_backbone, service.recommender_for(None)
-    index = dataclasses.replace(recommender.index, **changes)
-    return LookalikeService(
-        {name: Recommender(index, recommender.backbone, recommender.inference)}, max_k=service.max_k
-    )
+    recommender = recommender_with(service.recommender_for(None), **changes)
+    return LookalikeService({service.default_backbone: recommender}, max_k=service.max_k)
 
 
 def by_id_while_the_line_is_full(service, ids: list[str]):

@@ -19,6 +19,12 @@ def recommender(small_index_dir):
     return Recommender.from_path(small_index_dir)
 
 
+def recommender_with(recommender: Recommender, **index_changes) -> Recommender:
+    """`recommender` over its index with some fields changed: no neighbours (searches live), fewer, a mapped matrix."""
+    index = dataclasses.replace(recommender.index, **index_changes)
+    return Recommender(index, recommender.backbone, recommender.inference)
+
+
 def test_a_build_writes_each_rows_nearest_other_rows(small_index_dir):
     index = load_index(small_index_dir)
     assert (small_index_dir / NEIGHBOURS_FILE).is_file() and index.neighbours is not None
@@ -37,8 +43,7 @@ def test_a_build_writes_each_rows_nearest_other_rows(small_index_dir):
 
 @pytest.mark.parametrize("k", [1, 5, 8, 20])
 def test_precomputed_answers_equal_a_live_search(recommender, k):
-    live = dataclasses.replace(recommender.index, neighbours=None)
-    plain = Recommender(live, recommender.backbone, recommender.inference)
+    plain = recommender_with(recommender, neighbours=None)
     for item_id in recommender.ids:
         request = RecommendationRequest(k=k)
         fast = recommender.search(request, item_ids=[item_id])
@@ -63,7 +68,7 @@ def test_filters_feedback_and_uploads_search_live(recommender, example_photo):
 def test_the_lookup_alone_answers_only_what_the_neighbours_hold(recommender):
     """`precomputed` is the search's own answer or None, never a shorter or filtered-out one."""
     item = recommender.ids[0]
-    live = Recommender(dataclasses.replace(recommender.index, neighbours=None), recommender.backbone)
+    live = recommender_with(recommender, neighbours=None)
     fast, slow = (
         recommender.precomputed(RecommendationRequest(k=5), item),
         live.search(RecommendationRequest(k=5), item_ids=[item]),
@@ -72,7 +77,7 @@ def test_the_lookup_alone_answers_only_what_the_neighbours_hold(recommender):
     assert recommender.precomputed(RecommendationRequest(k=5, filter=CategoryFilter(only=("fruit",))), item) is None
     assert recommender.precomputed(RecommendationRequest(k=5, metric="euclidean"), item) is None
     few = Neighbours(recommender.index.neighbours.rows[:, :3], recommender.index.neighbours.scores[:, :3])
-    shallow = Recommender(dataclasses.replace(recommender.index, neighbours=few), recommender.backbone)
+    shallow = recommender_with(recommender, neighbours=few)
     assert shallow.precomputed(RecommendationRequest(k=3), item) == recommender.precomputed(
         RecommendationRequest(k=3), item
     )
@@ -87,7 +92,7 @@ def test_a_memory_mapped_build_says_its_rows_are_not_in_memory(recommender, smal
     """The small build's matrix is read into memory; a large one's stays mapped (served_matrix)."""
     assert recommender.rows_in_memory
     mapped = np.load(small_index_dir / CACHE_DIR / EMBEDDINGS_FILE, mmap_mode="r")
-    large = Recommender(dataclasses.replace(recommender.index, embeddings=mapped), recommender.backbone)
+    large = recommender_with(recommender, embeddings=mapped)
     assert not large.rows_in_memory
 
 

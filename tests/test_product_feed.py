@@ -3,7 +3,6 @@ downloads nothing, and results that carry the products, one per group, holding e
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import time
 
@@ -20,8 +19,8 @@ from lookalike.catalog import REPO_ROOT, CatalogSource, load_catalog
 from lookalike.catalog.download import DownloadConfig
 from lookalike.index.serving_cache import shard_files
 from lookalike.indexing.builder import BuildConfig, build_index
-from lookalike.recommend.recommender import Recommender
 from tests.local_server import running_app
+from tests.test_neighbours import recommender_with
 from tests.tolerances import FLOAT32_DOT_TOLERANCE, assert_same_results
 
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
@@ -147,7 +146,7 @@ def stood_for(recommendations) -> list[dict]:
 def test_precomputed_answers_of_products_with_variants_equal_a_live_search(shop_service, k, collapse):
     """Several photos, variants and near-identical copies: the build's answer is the live search's."""
     recommender = shop_service.recommender_for(None)
-    live = Recommender(dataclasses.replace(recommender.index, neighbours=None), recommender.backbone)
+    live = recommender_with(recommender, neighbours=None)
     request = SearchRequest(k=k, collapse=collapse).recommendation()
     for item_id in recommender.ids:
         fast, slow = recommender.precomputed(request, item_id), live.search(request, item_ids=[item_id])
